@@ -1,0 +1,39 @@
+"""Test configuration shared by ``tests/``, ``parity_tests/`` and the doctests.
+
+float64 is enabled for the whole session (float32 tests pass float32 arrays
+explicitly), matmuls run at full precision, and silent dtype promotion or rank
+broadcasting fails loudly, as in equinox's test-suite.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_default_matmul_precision", "highest")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def rng(request) -> np.random.Generator:
+    """A NumPy generator seeded from the test's name, so every test is reproducible."""
+    seed = sum(map(ord, request.node.nodeid)) % (2**32)
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def getkey(rng):
+    """Fresh ``jax.random`` keys, seeded per test (equinox's ``getkey`` pattern)."""
+
+    def _getkey() -> jax.Array:
+        return jax.random.key(int(rng.integers(0, 2**31 - 1)))
+
+    return _getkey
+
+
+@pytest.fixture(autouse=True)
+def _doctest_namespace(doctest_namespace):
+    import jax.numpy as jnp
+
+    doctest_namespace.update(jax=jax, jnp=jnp, np=np)
