@@ -1,0 +1,83 @@
+"""Timing helpers shared by the benchmarks: interleaved runs in one process, medians.
+
+Interleaving (A, B, C, A, B, C, ...) rather than timing each candidate in a block
+spreads slow drift of the machine (frequency, other processes) over all of them,
+so the ratios are fair even when the absolute times wander.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+
+
+def block(x: Any) -> Any:
+    """Waits for every array in ``x`` (JAX arrays, or torch tensors left as they are)."""
+    return jax.block_until_ready(x)
+
+
+def time_interleaved(
+    candidates: Mapping[str, Callable[[], Any]],
+    *,
+    rounds: int = 21,
+    min_time: float = 0.02,
+    warmup: int = 2,
+) -> dict[str, float]:
+    """Median seconds per call of each zero-argument callable, timed interleaved.
+
+    Args:
+      candidates: name -> callable; each call must finish its work before it
+        returns (wrap JAX calls with :func:`block`; on GPU, torch calls with
+        ``torch.cuda.synchronize()``).
+      rounds: interleaved rounds; the median over rounds is reported.
+      min_time: each candidate is called in a loop of ``n`` calls per round,
+        ``n`` chosen so that the loop takes at least this many seconds.
+      warmup: untimed calls per candidate first (compilation, caches).
+
+    Returns:
+      name -> median seconds per call.
+    """
+    loops: dict[str, int] = {}
+    for name, fn in candidates.items():
+        for _ in range(warmup):
+            fn()
+        t0 = time.perf_counter()
+        fn()
+        once = max(time.perf_counter() - t0, 1e-7)
+        loops[name] = max(1, math.ceil(min_time / once))
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            n = loops[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / n)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def geometric_mean(values: Sequence[float]) -> float:
+    """Geometric mean of positive numbers (the summary of a column of ratios)."""
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table with right-aligned numbers (floats printed with 3 significant digits)."""
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        return str(v)
+
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in cells:
+        lines.append("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
+    return "\n".join(lines)
