@@ -12,9 +12,38 @@ both agree. jaxreg itself never imports torch.
 """
 
 # --- norms
-# --- penalties
 # --- information
+from jaxreg.information import cross_entropy as cross_entropy
+from jaxreg.information import entropy as entropy
+from jaxreg.information import entropy_from_logits as entropy_from_logits
+from jaxreg.information import js_divergence as js_divergence
+from jaxreg.information import kl_divergence as kl_divergence
+from jaxreg.information import kl_divergence_from_logits as kl_divergence_from_logits
+from jaxreg.information import log_softmax as log_softmax
+from jaxreg.information import logsumexp as logsumexp
+from jaxreg.information import self_information as self_information
+from jaxreg.information import softmax as softmax
+
 # --- losses
+from jaxreg.losses import binary_cross_entropy_with_logits as binary_cross_entropy_with_logits
+from jaxreg.losses import mse_loss as mse_loss
+from jaxreg.losses import nll_loss as nll_loss
+from jaxreg.losses import softmax_cross_entropy as softmax_cross_entropy
+from jaxreg.losses import squared_loss as squared_loss
+from jaxreg.norms import frobenius_norm as frobenius_norm
+from jaxreg.norms import global_norm as global_norm
+from jaxreg.norms import l1_norm as l1_norm
+from jaxreg.norms import l2_norm as l2_norm
+from jaxreg.norms import matrix_norm as matrix_norm
+from jaxreg.norms import vector_norm as vector_norm
+
+# --- penalties
+from jaxreg.penalties import elastic_net_penalty as elastic_net_penalty
+from jaxreg.penalties import group_lasso_penalty as group_lasso_penalty
+from jaxreg.penalties import l1_penalty as l1_penalty
+from jaxreg.penalties import l2_penalty as l2_penalty
+from jaxreg.penalties import weights_only as weights_only
+
 # --- activations
 # --- init
 # --- nn

@@ -1,0 +1,441 @@
+"""Information theory: stable logsumexp/softmax, entropy, cross-entropy, KL, JS.
+
+Units are nats; ``base=2`` gives bits. Conventions (DESIGN.md):
+
+* ``logsumexp`` shifts by the row maximum held constant, so ties stay exact at any
+  magnitude (``logsumexp([1e30, 1e30])`` has gradient ``[½, ½]``) and an all
+  ``-inf`` row gives ``-inf`` with gradient 0;
+* a fully masked row (``where`` all False) gives softmax 0, log_softmax ``-inf``,
+  entropy 0 and gradients 0;
+* ``0·log 0 = 0`` in entropy, cross-entropy and KL, with gradient 0 there too
+  (so ``entropy(p)`` of a ``p`` with exact zeros has a finite gradient);
+  ``KL(p‖q) = +inf`` where ``p > 0 = q``;
+* bf16/fp16 inputs are reduced in float32 and returned in the input dtype.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.typing import ArrayLike
+
+from jaxreg import _numerics
+
+
+def _check_base(base: float | None) -> float:
+    """``1 / log(base)``, the factor from nats to the requested unit."""
+    if base is None:
+        return 1.0
+    if not _numerics.is_concrete(base) or not float(base) > 0 or float(base) == 1.0:
+        raise ValueError(f"`base` must be a positive number other than 1 (or None), got {base}.")
+    return 1.0 / math.log(float(base))
+
+
+def _scale(x: jax.Array, factor: float) -> jax.Array:
+    return x if factor == 1.0 else x * factor
+
+
+def _prepare(x: ArrayLike, name: str, axis: int, where: ArrayLike | None):
+    x = _numerics.as_float_array(x, name)
+    ax = _numerics.normalize_axis(axis, max(x.ndim, 1))
+    if x.ndim == 0:
+        raise ValueError(f"`{name}` must have at least one dimension (the `axis` {axis}).")
+    return _numerics.upcast(x), x.dtype, ax, _numerics.broadcast_where(where, x.shape)
+
+
+def _shift(x: jax.Array, axis: int, mask: jax.Array | None):
+    """``z = x - max`` (max held constant, 0 for rows without a finite max), ``exp(z)``, its sum.
+
+    Masked-out entries become ``-inf`` in ``z`` and 0 in ``exp(z)``.
+    """
+    if mask is not None:
+        x = jnp.where(mask, x, -jnp.inf)
+    m = jnp.max(x, axis=axis, keepdims=True)
+    m = lax.stop_gradient(jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m)))
+    z = x - m
+    e = jnp.exp(z)
+    return m, z, e, jnp.sum(e, axis=axis, keepdims=True)
+
+
+def _positive_or_one(s: jax.Array) -> tuple[jax.Array, jax.Array]:
+    positive = s > 0
+    return positive, jnp.where(positive, s, jnp.ones_like(s))
+
+
+def logsumexp(
+    x: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None, keepdims: bool = False
+) -> jax.Array:
+    r"""Log of the sum of exponentials, computed stably.
+
+    .. math::
+        \operatorname{logsumexp}(x) = m + \log \sum_i e^{x_i - m}, \qquad m = \max_i x_i
+
+    ``m`` is held constant under differentiation, so the gradient is exactly
+    ``softmax(x)``: ties stay ties at any magnitude. An all ``-inf`` (or fully
+    masked) row gives ``-inf`` with gradient 0.
+
+    Args:
+      x: a real floating array.
+      axis: the axis to reduce.
+      where: optional boolean mask broadcastable to ``x``; False entries are left out.
+      keepdims: keep the reduced axis with size 1.
+
+    Returns:
+      ``x``'s shape without ``axis`` (or with size 1), in ``x``'s dtype.
+
+    Example:
+      >>> import jaxreg
+      >>> print(jnp.round(jaxreg.logsumexp(jnp.array([0.0, jnp.log(3.0)])), 4))
+      1.3863
+      >>> print(jax.grad(jaxreg.logsumexp)(jnp.array([1e30, 1e30])))
+      [0.5 0.5]
+    """
+    x, dtype, ax, mask = _prepare(x, "x", axis, where)
+    m, _, _, s = _shift(x, ax, mask)
+    positive, s_safe = _positive_or_one(s)
+    out = jnp.where(positive, jnp.log(s_safe) + m, -jnp.inf)
+    if not keepdims:
+        out = jnp.squeeze(out, axis=ax)
+    return out.astype(dtype)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _softmax(x: jax.Array, axis: int, mask: jax.Array | None) -> jax.Array:
+    _, _, e, s = _shift(x, axis, mask)
+    return e / _positive_or_one(s)[1]
+
+
+@_softmax.defjvp
+def _softmax_jvp(axis, primals, tangents):
+    x, mask = primals
+    x_dot, _ = tangents
+    y = _softmax(x, axis, mask)
+    # d softmax = y ⊙ (dx - Σ y dx); masked entries have y = 0.
+    return y, y * (x_dot - jnp.sum(y * x_dot, axis=axis, keepdims=True))
+
+
+def softmax(x: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) -> jax.Array:
+    r"""Softmax along ``axis``, stable for any magnitude.
+
+    .. math::
+        \operatorname{softmax}(x)_i = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}}
+
+    Masked-out entries are 0; a fully masked row is all 0 (``jax.nn.softmax`` gives
+    NaN there), with gradient 0.
+
+    Args:
+      x: a real floating array.
+      axis: the axis to normalise over.
+      where: optional boolean mask broadcastable to ``x``.
+
+    Returns:
+      An array of ``x``'s shape and dtype.
+
+    Example:
+      >>> import jaxreg
+      >>> print(jaxreg.softmax(jnp.array([1.0, 1.0]), where=jnp.array([True, False])))
+      [1. 0.]
+    """
+    x, dtype, ax, mask = _prepare(x, "x", axis, where)
+    return _softmax(x, ax, mask).astype(dtype)
+
+
+def log_softmax(x: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) -> jax.Array:
+    r"""Log of the softmax along ``axis``, computed without forming the softmax.
+
+    .. math::
+        \log \operatorname{softmax}(x)_i = (x_i - m) - \log \sum_j e^{x_j - m}
+
+    Masked-out entries (and whole masked rows) are ``-inf`` with gradient 0.
+
+    Args:
+      x: a real floating array.
+      axis: the axis to normalise over.
+      where: optional boolean mask broadcastable to ``x``.
+
+    Returns:
+      An array of ``x``'s shape and dtype.
+
+    Example:
+      >>> import jaxreg
+      >>> print(jnp.round(jaxreg.log_softmax(jnp.array([0.0, 0.0])), 4))
+      [-0.6931 -0.6931]
+    """
+    x, dtype, ax, mask = _prepare(x, "x", axis, where)
+    _, z, _, s = _shift(x, ax, mask)
+    out = z - jnp.log(_positive_or_one(s)[1])
+    if mask is not None:
+        out = jnp.where(mask, out, -jnp.inf)
+    return out.astype(dtype)
+
+
+# --- x log y with the 0·log 0 = 0 convention ------------------------------------------
+
+
+@jax.custom_jvp
+def xlogy(x: jax.Array, y: jax.Array) -> jax.Array:
+    r"""``x·log y`` with ``0·log y = 0`` for every ``y >= 0``, and gradients that never NaN.
+
+    .. math::
+        \partial_x = \log y \;(0 \text{ where } x = 0, y = 0), \qquad
+        \partial_y = x / y \;(0 \text{ where } x = 0)
+
+    (torch's ``xlogy`` gives NaN for ``∂_y`` at ``x = y = 0``.)
+    """
+    zero = x == 0
+    return jnp.where(zero, jnp.zeros_like(x), x * jnp.log(jnp.where(zero, jnp.ones_like(y), y)))
+
+
+@xlogy.defjvp
+def _xlogy_jvp(primals, tangents):
+    x, y = primals
+    x_dot, y_dot = tangents
+    zero = x == 0
+    both = zero & (y <= 0)
+    d_x = jnp.where(both, jnp.zeros_like(y), jnp.log(jnp.where(both, jnp.ones_like(y), y)))
+    d_y = jnp.where(zero, jnp.zeros_like(x), x / jnp.where(zero, jnp.ones_like(y), y))
+    return xlogy(x, y), x_dot * d_x + y_dot * d_y
+
+
+def _prepare_pair(p: ArrayLike, q: ArrayLike, axis: int, names=("p", "q")):
+    p = _numerics.as_float_array(p, names[0])
+    q = _numerics.as_float_array(q, names[1])
+    _numerics.check_same_shape(p, q, *names)
+    if p.dtype != q.dtype:
+        raise TypeError(
+            f"`{names[0]}` and `{names[1]}` must have the same dtype, got {p.dtype} and {q.dtype}."
+        )
+    if p.ndim == 0:
+        raise ValueError(f"`{names[0]}` and `{names[1]}` need at least one dimension.")
+    ax = _numerics.normalize_axis(axis, p.ndim)
+    return _numerics.upcast(p), _numerics.upcast(q), p.dtype, ax
+
+
+def self_information(p: ArrayLike, *, base: float | None = None) -> jax.Array:
+    r"""Self-information (surprisal) of each probability, elementwise.
+
+    .. math::
+        I(p) = -\log p
+
+    ``+inf`` at ``p = 0``.
+
+    Args:
+      p: probabilities, any shape.
+      base: the logarithm's base (``None``: nats; ``2``: bits).
+
+    Returns:
+      An array of ``p``'s shape and dtype.
+
+    Example:
+      >>> import jaxreg
+      >>> print(jaxreg.self_information(jnp.array([0.5, 0.25]), base=2))
+      [1. 2.]
+    """
+    factor = _check_base(base)
+    p = _numerics.as_float_array(p, "p")
+    return _scale(-jnp.log(_numerics.upcast(p)), factor).astype(p.dtype)
+
+
+def entropy(p: ArrayLike, axis: int = -1, *, base: float | None = None) -> jax.Array:
+    r"""Shannon entropy of the distributions along ``axis``.
+
+    .. math::
+        H(p) = -\sum_i p_i \log p_i, \qquad 0 \log 0 = 0
+
+    ``p`` is used as given (not renormalised). The gradient at ``p_i = 0`` is 0.
+    For logits, :func:`entropy_from_logits` is more accurate.
+
+    Args:
+      p: probabilities; each slice along ``axis`` a distribution.
+      axis: the axis of the outcomes.
+      base: the logarithm's base (``None``: nats; ``2``: bits).
+
+    Returns:
+      ``p``'s shape without ``axis``, in ``p``'s dtype.
+
+    Example:
+      >>> import jaxreg
+      >>> print(jaxreg.entropy(jnp.array([0.5, 0.5, 0.0]), base=2))
+      1.0
+    """
+    factor = _check_base(base)
+    p = _numerics.as_float_array(p, "p")
+    ax = _numerics.normalize_axis(axis, max(p.ndim, 1))
+    work = _numerics.upcast(p)
+    return _scale(-jnp.sum(xlogy(work, work), axis=ax), factor).astype(p.dtype)
+
+
+def entropy_from_logits(
+    logits: ArrayLike,
+    axis: int = -1,
+    *,
+    where: ArrayLike | None = None,
+    base: float | None = None,
+) -> jax.Array:
+    r"""Entropy of ``softmax(logits)``, computed from the logits without ``log 0``.
+
+    .. math::
+        H = \log \sum_j e^{z_j} - \sum_i \operatorname{softmax}(z)_i\, z_i,
+        \qquad z = x - \max x
+
+    Exact at extreme logits (``[1e4, -1e4]`` gives 0, with finite gradient and
+    Hessian); a fully masked row gives 0 with gradient 0.
+
+    Args:
+      logits: unnormalised log-probabilities.
+      axis: the class axis.
+      where: optional boolean mask broadcastable to ``logits``.
+      base: the logarithm's base (``None``: nats; ``2``: bits).
+
+    Returns:
+      ``logits``' shape without ``axis``, in ``logits``' dtype.
+
+    Example:
+      >>> import jaxreg
+      >>> print(jnp.round(jaxreg.entropy_from_logits(jnp.zeros(4), base=2), 4))
+      2.0
+    """
+    factor = _check_base(base)
+    x, dtype, ax, mask = _prepare(logits, "logits", axis, where)
+    _, z, e, s = _shift(x, ax, mask)
+    positive, s_safe = _positive_or_one(s)
+    p = e / s_safe
+    # Entries with p = 0 (masked, -inf or underflowed) contribute 0·z = 0, z may be -inf.
+    z_safe = jnp.where(e > 0, z, jnp.zeros_like(z))
+    h = jnp.log(s_safe) - jnp.sum(p * z_safe, axis=ax, keepdims=True)
+    h = jnp.where(positive, h, jnp.zeros_like(h))
+    return _scale(jnp.squeeze(h, axis=ax), factor).astype(dtype)
+
+
+def cross_entropy(
+    p: ArrayLike, q: ArrayLike, axis: int = -1, *, base: float | None = None
+) -> jax.Array:
+    r"""Cross-entropy :math:`H(p, q)` of distributions (not of logits: see ``losses``).
+
+    .. math::
+        H(p, q) = -\sum_i p_i \log q_i, \qquad 0 \log q = 0
+
+    ``+inf`` where some ``p_i > 0 = q_i``. ``H(p, q) = H(p) + KL(p‖q)``.
+
+    Args:
+      p: the true distributions.
+      q: the model distributions, same shape and dtype as ``p``.
+      axis: the axis of the outcomes.
+      base: the logarithm's base (``None``: nats; ``2``: bits).
+
+    Returns:
+      ``p``'s shape without ``axis``, in ``p``'s dtype.
+
+    Example:
+      >>> import jaxreg
+      >>> p = jnp.array([1.0, 0.0])
+      >>> print(jaxreg.cross_entropy(p, jnp.array([0.5, 0.5]), base=2))
+      1.0
+    """
+    factor = _check_base(base)
+    p, q, dtype, ax = _prepare_pair(p, q, axis)
+    return _scale(-jnp.sum(xlogy(p, q), axis=ax), factor).astype(dtype)
+
+
+def kl_divergence(
+    p: ArrayLike, q: ArrayLike, axis: int = -1, *, base: float | None = None
+) -> jax.Array:
+    r"""Kullback–Leibler divergence :math:`KL(p \| q)` of distributions.
+
+    .. math::
+        KL(p\|q) = \sum_i p_i \log \frac{p_i}{q_i} = H(p, q) - H(p)
+
+    ``0`` where ``p_i = 0`` (also when ``q_i = 0``, with gradient 0); ``+inf`` where
+    ``p_i > 0 = q_i``. Unlike ``torch.nn.functional.kl_div``, the arguments are
+    probabilities in the textbook order, and the result is per distribution.
+
+    Args:
+      p: the true distributions.
+      q: the approximating distributions, same shape and dtype as ``p``.
+      axis: the axis of the outcomes.
+      base: the logarithm's base (``None``: nats; ``2``: bits).
+
+    Returns:
+      ``p``'s shape without ``axis``, in ``p``'s dtype.
+
+    Example:
+      >>> import jaxreg
+      >>> p, q = jnp.array([0.5, 0.5]), jnp.array([0.25, 0.75])
+      >>> print(jnp.round(jaxreg.kl_divergence(p, q), 4))
+      0.1438
+    """
+    factor = _check_base(base)
+    p, q, dtype, ax = _prepare_pair(p, q, axis)
+    return _scale(_kl(p, q, ax), factor).astype(dtype)
+
+
+def _kl(p: jax.Array, q: jax.Array, axis: int) -> jax.Array:
+    return jnp.sum(xlogy(p, p) - xlogy(p, q), axis=axis)
+
+
+def kl_divergence_from_logits(
+    p_logits: ArrayLike, q_logits: ArrayLike, axis: int = -1
+) -> jax.Array:
+    r"""``KL(softmax(p_logits) ‖ softmax(q_logits))``, from the logits, in nats.
+
+    .. math::
+        KL = \sum_i p_i \big(\log p_i - \log q_i\big), \quad
+        \log p = \operatorname{log\_softmax}(p\_logits)
+
+    Stable at extreme logits; classes with ``p_i = 0`` contribute 0.
+
+    Args:
+      p_logits: logits of the true distributions.
+      q_logits: logits of the approximating distributions, same shape and dtype.
+      axis: the class axis.
+
+    Returns:
+      The logits' shape without ``axis``, in their dtype.
+
+    Example:
+      >>> import jaxreg
+      >>> print(jaxreg.kl_divergence_from_logits(jnp.zeros(3), jnp.zeros(3)))
+      0.0
+    """
+    p_logits, q_logits, dtype, ax = _prepare_pair(
+        p_logits, q_logits, axis, names=("p_logits", "q_logits")
+    )
+    log_p = log_softmax(p_logits, ax)
+    log_q = log_softmax(q_logits, ax)
+    p = _softmax(p_logits, ax, None)
+    positive = p > 0
+    diff = jnp.where(positive, log_p - log_q, jnp.zeros_like(log_p))
+    return jnp.sum(p * diff, axis=ax).astype(dtype)
+
+
+def js_divergence(
+    p: ArrayLike, q: ArrayLike, axis: int = -1, *, base: float | None = None
+) -> jax.Array:
+    r"""Jensen–Shannon divergence, symmetric and bounded by ``log 2``.
+
+    .. math::
+        JS(p, q) = \tfrac12 KL(p \| m) + \tfrac12 KL(q \| m), \qquad m = \tfrac12 (p + q)
+
+    (``scipy.spatial.distance.jensenshannon`` returns its square root.)
+
+    Args:
+      p, q: distributions of the same shape and dtype.
+      axis: the axis of the outcomes.
+      base: the logarithm's base (``None``: nats; ``2``: bits, then ``JS <= 1``).
+
+    Returns:
+      ``p``'s shape without ``axis``, in ``p``'s dtype.
+
+    Example:
+      >>> import jaxreg
+      >>> print(jaxreg.js_divergence(jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0]), base=2))
+      1.0
+    """
+    factor = _check_base(base)
+    p, q, dtype, ax = _prepare_pair(p, q, axis)
+    m = 0.5 * (p + q)
+    return _scale(0.5 * (_kl(p, m, ax) + _kl(q, m, ax)), factor).astype(dtype)

@@ -1,0 +1,322 @@
+"""Losses with PyTorch's semantics, the class axis last.
+
+``softmax_cross_entropy`` is ``torch.nn.functional.cross_entropy`` in JAX: integer
+or probability labels, class weights, ``ignore_index``, label smoothing and the
+three reductions, including torch's weighted mean
+``Σ w[y_i]·l_i / Σ_valid w[y_i]``. It differs from torch in one documented place:
+when every target is ignored the mean is 0 with gradient 0 (torch gives NaN).
+
+Logits are reduced in float32 when they are bf16/fp16 (the subtraction of the
+row maximum happens before any rounding) and the loss is returned in their dtype.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxreg import _numerics
+from jaxreg.information import _positive_or_one, _shift
+
+
+def _check_weight(weight: ArrayLike | None, num_classes: int, dtype) -> jax.Array | None:
+    if weight is None:
+        return None
+    weight = _numerics.as_float_array(weight, "weight")
+    if weight.shape != (num_classes,):
+        raise ValueError(
+            f"`weight` must have shape ({num_classes},), one weight per class, got {weight.shape}."
+        )
+    return weight.astype(dtype)
+
+
+def _check_int_labels(labels: jax.Array, batch_shape: tuple[int, ...], what: str) -> None:
+    if labels.shape != batch_shape:
+        raise ValueError(
+            f"integer `labels` must have the shape of `{what}` without the class axis, "
+            f"{batch_shape}, got {labels.shape}. For probability labels pass a floating array "
+            f"of `{what}`'s shape."
+        )
+
+
+def _weighted_reduce(losses: jax.Array, sample_weight: jax.Array, reduction: str) -> jax.Array:
+    """torch's reduction for class-id targets: the mean divides by the valid weights' sum.
+
+    ``losses`` are already weighted and 0 where the target is ignored;
+    ``sample_weight`` is ``w[y_i]``, 0 where ignored. With no valid target the mean
+    is 0 (and so is its gradient) instead of torch's 0/0.
+    """
+    if reduction != "mean":
+        return _numerics.reduce(losses, reduction)
+    positive, total = _positive_or_one(jnp.sum(sample_weight))
+    return jnp.where(positive, jnp.sum(losses) / total, jnp.zeros_like(total))
+
+
+def softmax_cross_entropy(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+) -> jax.Array:
+    r"""Softmax cross-entropy with PyTorch's semantics (``F.cross_entropy``).
+
+    With integer labels ``y`` and smoothing ``ε`` over ``C`` classes, per example
+
+    .. math::
+        l_i = (1 - \varepsilon)\, w_{y_i} (-\log p_{i y_i})
+              + \frac{\varepsilon}{C} \sum_c w_c (-\log p_{ic}),
+        \qquad p = \operatorname{softmax}(x_i)
+
+    and ``"mean"`` is ``Σ_i l_i / Σ_{i valid} w_{y_i}``. With probability labels
+    ``t`` (smoothed to ``(1-ε)t + ε/C``), ``l_i = -Σ_c w_c t_{ic} \log p_{ic}`` and
+    ``"mean"`` is ``Σ_i l_i / N``. ``0·log 0 = 0`` throughout.
+
+    Args:
+      logits: ``[..., C]`` unnormalised log-probabilities (class axis ``axis``).
+      labels: integer class ids of shape ``logits.shape`` without ``axis``, or
+        probabilities of ``logits``' shape.
+      axis: the class axis of ``logits`` (and of probability labels).
+      weight: optional ``[C]`` class weights.
+      ignore_index: integer labels equal to it contribute nothing (nor to the
+        mean's denominator); not allowed with probability labels.
+      label_smoothing: ``ε`` in [0, 1]; the target becomes ``(1-ε)·onehot + ε/C``
+        (torch's rule, not ``ε/(C-1)``).
+      reduction: ``"none"``, ``"mean"`` or ``"sum"``.
+
+    Returns:
+      A scalar, or the per-example losses (``logits``' shape without ``axis``) for
+      ``"none"``, in ``logits``' dtype.
+
+    Example:
+      >>> import jaxreg
+      >>> logits = jnp.array([[2.0, 0.0], [0.0, 2.0]])
+      >>> labels = jnp.array([0, -100])
+      >>> print(jnp.round(jaxreg.softmax_cross_entropy(logits, labels), 4))
+      0.1269
+    """
+    logits = _numerics.as_float_array(logits, "logits")
+    _numerics.check_reduction(reduction)
+    _numerics.check_in_unit_interval(label_smoothing, "label_smoothing")
+    if logits.ndim == 0:
+        raise ValueError("`logits` must have a class axis, got a scalar.")
+    ax = _numerics.normalize_axis(axis, logits.ndim)
+    dtype = logits.dtype
+    x = jnp.moveaxis(_numerics.upcast(logits), ax, -1)
+    num_classes = x.shape[-1]
+    w = _check_weight(weight, num_classes, x.dtype)
+    labels = jnp.asarray(labels)
+    eps = label_smoothing
+
+    _, z, _, s = _shift(x, -1, None)
+    log_s = jnp.log(_positive_or_one(s)[1])
+    # log p = z - log Σ exp(z), with z = x - max: exact for extreme logits.
+
+    if jnp.issubdtype(labels.dtype, jnp.floating):
+        if ignore_index != -100:
+            raise ValueError(
+                "`ignore_index` is not supported with probability labels (as in torch); "
+                "give ignored rows an all-zero target instead, or use integer labels."
+            )
+        target = jnp.moveaxis(labels, ax, -1)
+        _numerics.check_same_shape(x, target, "logits", "labels")
+        target = target.astype(x.dtype)
+        if eps:
+            target = (1.0 - eps) * target + eps / num_classes
+        if w is not None:
+            target = target * _along_last(w, x.ndim)
+        log_p = z - log_s
+        # -Σ t log p with 0·log p = 0 even where log p = -inf.
+        losses = -jnp.sum(_t_log_p(target, log_p), axis=-1)
+        return _numerics.reduce(losses, reduction).astype(dtype)
+
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise TypeError(
+            f"`labels` must be integer class ids or floating probabilities, got {labels.dtype}."
+        )
+    _check_int_labels(labels, x.shape[:-1], "logits")
+    valid = labels != ignore_index
+    safe_labels = jnp.where(valid, labels, jnp.zeros_like(labels))
+    z_y = jnp.take_along_axis(z, safe_labels[..., None], axis=-1)[..., 0]
+    nll = jnp.squeeze(log_s, -1) - z_y
+    sample_weight = jnp.ones_like(nll) if w is None else w[safe_labels]
+    sample_weight = jnp.where(valid, sample_weight, jnp.zeros_like(sample_weight))
+    losses = sample_weight * nll
+    if eps:
+        # Σ_c w_c (-log p_c) = log s · Σ_c w_c - Σ_c w_c z_c.
+        if w is None:
+            smooth = num_classes * jnp.squeeze(log_s, -1) - jnp.sum(z, axis=-1)
+        else:
+            smooth = jnp.sum(w) * jnp.squeeze(log_s, -1) - jnp.sum(
+                _along_last(w, x.ndim) * z, axis=-1
+            )
+        smooth = jnp.where(valid, smooth, jnp.zeros_like(smooth))
+        losses = (1.0 - eps) * losses + (eps / num_classes) * smooth
+    losses = jnp.where(valid, losses, jnp.zeros_like(losses))
+    return _weighted_reduce(losses, sample_weight, reduction).astype(dtype)
+
+
+def _along_last(w: jax.Array, ndim: int) -> jax.Array:
+    """A ``[C]`` vector reshaped to broadcast along the last axis of a rank-``ndim`` array."""
+    return w.reshape((1,) * (ndim - 1) + w.shape)
+
+
+def _t_log_p(t: jax.Array, log_p: jax.Array) -> jax.Array:
+    """``t·log p`` with ``0·log p = 0`` even where ``log p = -inf`` (the double where)."""
+    zero = t == 0
+    return jnp.where(zero, jnp.zeros_like(t), t * jnp.where(zero, jnp.zeros_like(log_p), log_p))
+
+
+def nll_loss(
+    log_probs: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> jax.Array:
+    r"""Negative log-likelihood of class ids, PyTorch's ``F.nll_loss``.
+
+    .. math::
+        l_i = -w_{y_i} \log p_{i y_i}, \qquad
+        \text{mean} = \frac{\sum_i l_i}{\sum_{i \text{ valid}} w_{y_i}}
+
+    Args:
+      log_probs: ``[..., C]`` log-probabilities (e.g. from ``log_softmax``).
+      labels: integer class ids, ``log_probs``' shape without ``axis``.
+      axis: the class axis.
+      weight: optional ``[C]`` class weights.
+      ignore_index: labels equal to it contribute nothing.
+      reduction: ``"none"``, ``"mean"`` or ``"sum"``; every target ignored gives a
+        mean of 0 (torch: NaN).
+
+    Returns:
+      A scalar, or per-example losses for ``"none"``, in ``log_probs``' dtype.
+
+    Example:
+      >>> import jaxreg
+      >>> log_probs = jnp.log(jnp.array([[0.5, 0.5], [0.25, 0.75]]))
+      >>> print(jnp.round(jaxreg.nll_loss(log_probs, jnp.array([0, 1]), reduction="sum"), 4))
+      0.9808
+    """
+    log_probs = _numerics.as_float_array(log_probs, "log_probs")
+    _numerics.check_reduction(reduction)
+    labels = _numerics.as_int_array(labels, "labels")
+    if log_probs.ndim == 0:
+        raise ValueError("`log_probs` must have a class axis, got a scalar.")
+    ax = _numerics.normalize_axis(axis, log_probs.ndim)
+    dtype = log_probs.dtype
+    lp = jnp.moveaxis(_numerics.upcast(log_probs), ax, -1)
+    w = _check_weight(weight, lp.shape[-1], lp.dtype)
+    _check_int_labels(labels, lp.shape[:-1], "log_probs")
+    valid = labels != ignore_index
+    safe_labels = jnp.where(valid, labels, jnp.zeros_like(labels))
+    picked = jnp.take_along_axis(lp, safe_labels[..., None], axis=-1)[..., 0]
+    sample_weight = jnp.ones_like(picked) if w is None else w[safe_labels]
+    sample_weight = jnp.where(valid, sample_weight, jnp.zeros_like(sample_weight))
+    losses = jnp.where(valid, -sample_weight * picked, jnp.zeros_like(picked))
+    return _weighted_reduce(losses, sample_weight, reduction).astype(dtype)
+
+
+def _broadcast_to_input(x: ArrayLike | None, shape: tuple[int, ...], name: str, dtype):
+    if x is None:
+        return None
+    x = _numerics.as_float_array(x, name)
+    try:
+        if jnp.broadcast_shapes(x.shape, shape) != tuple(shape):
+            raise ValueError
+    except ValueError:
+        raise ValueError(
+            f"`{name}` of shape {x.shape} does not broadcast to `logits`' shape {shape}."
+        ) from None
+    return jnp.broadcast_to(x.astype(dtype), shape)
+
+
+def binary_cross_entropy_with_logits(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+    r"""Binary cross-entropy on logits, PyTorch's ``F.binary_cross_entropy_with_logits``.
+
+    .. math::
+        l = w \big[(1 - t)\, x + (1 + (\text{pw} - 1)\, t) \log(1 + e^{-x})\big]
+          = -w \big[\text{pw}\, t \log \sigma(x) + (1 - t) \log(1 - \sigma(x))\big]
+
+    ``log(1 + e^{-x})`` is computed as ``softplus(-x)`` (no overflow at ±1e4).
+
+    Args:
+      logits: any shape.
+      targets: probabilities in [0, 1], ``logits``' shape.
+      weight: optional per-element weight, broadcastable to ``logits``.
+      pos_weight: optional weight of positive examples, broadcastable to
+        ``logits`` (one per class along the last axis, as in torch).
+      reduction: ``"none"``, ``"mean"`` (over all elements) or ``"sum"``.
+
+    Returns:
+      A scalar, or the elementwise losses for ``"none"``, in ``logits``' dtype.
+
+    Example:
+      >>> import jaxreg
+      >>> print(jnp.round(jaxreg.binary_cross_entropy_with_logits(
+      ...     jnp.array([0.0]), jnp.array([1.0])), 4))
+      0.6931
+    """
+    logits = _numerics.as_float_array(logits, "logits")
+    targets = _numerics.as_float_array(targets, "targets")
+    _numerics.check_same_shape(logits, targets, "logits", "targets")
+    _numerics.check_reduction(reduction)
+    dtype = logits.dtype
+    x = _numerics.upcast(logits)
+    t = targets.astype(x.dtype)
+    log_sigmoid_neg = jax.nn.softplus(-x)  # -log σ(x) = log(1 + e^{-x})
+    pw = _broadcast_to_input(pos_weight, x.shape, "pos_weight", x.dtype)
+    if pw is not None:
+        log_sigmoid_neg = (1.0 + (pw - 1.0) * t) * log_sigmoid_neg
+    losses = (1.0 - t) * x + log_sigmoid_neg
+    w = _broadcast_to_input(weight, x.shape, "weight", x.dtype)
+    if w is not None:
+        losses = losses * w
+    return _numerics.reduce(losses, reduction).astype(dtype)
+
+
+def squared_loss(pred: ArrayLike, target: ArrayLike) -> jax.Array:
+    r"""Elementwise half squared error, :math:`\tfrac12 (\hat y - y)^2` (gradient ``ŷ - y``).
+
+    Example:
+      >>> import jaxreg
+      >>> print(jaxreg.squared_loss(jnp.array([3.0]), jnp.array([1.0])))
+      [2.]
+    """
+    pred = _numerics.as_float_array(pred, "pred")
+    target = _numerics.as_float_array(target, "target")
+    _numerics.check_same_shape(pred, target, "pred", "target")
+    diff = pred - target.astype(pred.dtype)
+    return 0.5 * diff * diff
+
+
+def mse_loss(pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean") -> jax.Array:
+    r"""Mean squared error, PyTorch's ``F.mse_loss``: :math:`(\hat y - y)^2`, then reduced.
+
+    Unlike torch, shapes must match exactly (torch broadcasts with a warning).
+
+    Example:
+      >>> import jaxreg
+      >>> print(jaxreg.mse_loss(jnp.array([3.0, 1.0]), jnp.array([1.0, 1.0])))
+      2.0
+    """
+    pred = _numerics.as_float_array(pred, "pred")
+    target = _numerics.as_float_array(target, "target")
+    _numerics.check_same_shape(pred, target, "pred", "target")
+    _numerics.check_reduction(reduction)
+    x = _numerics.upcast(pred)
+    diff = x - target.astype(x.dtype)
+    return _numerics.reduce(diff * diff, reduction).astype(pred.dtype)
