@@ -79,23 +79,17 @@ def _max_abs(parts: Sequence[jax.Array], axes: Any, keepdims: bool) -> jax.Array
     )
 
 
-def _p_norm(parts: Sequence[jax.Array], p: float, axes: Any, keepdims: bool) -> jax.Array:
-    """``(Σ|x|^p)^(1/p)`` over ``parts`` (arrays reduced over the same ``axes``)."""
+def _rescaled_p_norm(parts: Sequence[jax.Array], p: float, axes: Any, keepdims: bool) -> jax.Array:
+    """``m·‖x/m‖_p`` with ``m`` the largest magnitude (held constant: the identity is exact)."""
+    m = _safe_divisor(_max_abs(parts, axes, keepdims=True))
+    scaled = [x / m for x in parts]
+    m_out = m if keepdims else jnp.squeeze(m, axis=axes)
+    return m_out * _safe_root(_sum_pow(scaled, p, axes, keepdims), p)
 
-    def rescaled() -> jax.Array:
-        # ‖x‖ = m ‖x / m‖ with m the largest magnitude (held constant: the identity is exact).
-        m = _safe_divisor(_max_abs(parts, axes, keepdims=True))
-        scaled = [x / m for x in parts]
-        m_out = m if keepdims else jnp.squeeze(m, axis=axes)
-        return m_out * _safe_root(_sum_pow(scaled, p, axes, keepdims), p)
 
-    if p not in (1.0, 2.0):
-        # General p: |x|^p leaves the float range quickly, always rescale.
-        return rescaled()
-    s = _sum_pow(parts, p, axes, keepdims)
-    if p == 1.0:
-        return s
-    plain = _safe_root(s, p)
+def _two_norm_value(parts: Sequence[jax.Array], axes: Any, keepdims: bool) -> jax.Array:
+    s = _sum_pow(parts, 2.0, axes, keepdims)
+    plain = _safe_root(s, 2.0)
     if any(x.size == 0 for x in parts):
         return plain
     # The cheap check, on the result only: a sum of squares that overflowed (inf), or
@@ -104,7 +98,44 @@ def _p_norm(parts: Sequence[jax.Array], p: float, axes: Any, keepdims: bool) -> 
     finfo = jnp.finfo(s.dtype)
     threshold = float(finfo.tiny) / float(finfo.eps)
     needs = jnp.any(jnp.isinf(s) | (s < threshold))
-    return lax.cond(needs, rescaled, lambda: plain)
+    return lax.cond(needs, lambda: _rescaled_p_norm(parts, 2.0, axes, keepdims), lambda: plain)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _two_norm(parts: Sequence[jax.Array], axes: Any, keepdims: bool) -> jax.Array:
+    return _two_norm_value(parts, axes, keepdims)
+
+
+@_two_norm.defjvp
+def _two_norm_jvp(axes, keepdims, primals, tangents):
+    (parts,), (dparts,) = primals, tangents
+    n = _two_norm(parts, axes, keepdims)
+    n_b = n if keepdims else jnp.expand_dims(n, axes)
+    positive = n_b > 0
+    n_safe = jnp.where(positive, n_b, jnp.ones_like(n_b))
+    # d‖x‖ = Σ (x/‖x‖)·dx, with x/‖x‖ <= 1 (no overflow) and 0 at x = 0.
+    dn = functools.reduce(
+        jnp.add,
+        [
+            jnp.sum(
+                jnp.where(positive, x / n_safe, jnp.zeros_like(x)) * dx,
+                axis=axes,
+                keepdims=keepdims,
+            )
+            for x, dx in zip(parts, dparts, strict=True)
+        ],
+    )
+    return n, dn
+
+
+def _p_norm(parts: Sequence[jax.Array], p: float, axes: Any, keepdims: bool) -> jax.Array:
+    """``(Σ|x|^p)^(1/p)`` over ``parts`` (arrays reduced over the same ``axes``)."""
+    if p == 1.0:
+        return _sum_pow(parts, p, axes, keepdims)
+    if p == 2.0:
+        return _two_norm(list(parts), axes, keepdims)
+    # General p: |x|^p leaves the float range quickly, always rescale.
+    return _rescaled_p_norm(parts, p, axes, keepdims)
 
 
 def _vector_norm_parts(
