@@ -266,7 +266,7 @@ def entropy(p: ArrayLike, axis: int = -1, *, base: float | None = None) -> jax.A
     p = _numerics.as_float_array(p, "p")
     ax = _numerics.normalize_axis(axis, max(p.ndim, 1))
     work = _numerics.upcast(p)
-    return _scale(-jnp.sum(xlogy(work, work), axis=ax), factor).astype(p.dtype)
+    return _scale(0.0 - jnp.sum(xlogy(work, work), axis=ax), factor).astype(p.dtype)
 
 
 def entropy_from_logits(
@@ -338,7 +338,7 @@ def cross_entropy(
     """
     factor = _check_base(base)
     p, q, dtype, ax = _prepare_pair(p, q, axis)
-    return _scale(-jnp.sum(xlogy(p, q), axis=ax), factor).astype(dtype)
+    return _scale(0.0 - jnp.sum(xlogy(p, q), axis=ax), factor).astype(dtype)
 
 
 def kl_divergence(
