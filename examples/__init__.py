@@ -1,0 +1,1 @@
+"""Runnable, corrected reproductions of the seed experiments (``python -m examples.<name>``)."""
