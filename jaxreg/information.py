@@ -181,10 +181,10 @@ def xlogy(x: jax.Array, y: jax.Array) -> jax.Array:
     r"""``x·log y`` with ``0·log y = 0`` for every ``y >= 0``, and gradients that never NaN.
 
     .. math::
-        \partial_x = \log y \;(0 \text{ where } x = 0, y = 0), \qquad
-        \partial_y = x / y \;(0 \text{ where } x = 0)
+        \partial_x = \log y, \qquad \partial_y = x / y \qquad (y > 0)
 
-    (torch's ``xlogy`` gives NaN for ``∂_y`` at ``x = y = 0``.)
+    Where ``y = 0`` the value is 0 (``x = 0``) or ``-inf`` (``x > 0``), held constant:
+    gradient 0. (torch's ``xlogy`` gives NaN for ``∂_y`` at ``x = y = 0``.)
     """
     zero = x == 0
     return jnp.where(zero, jnp.zeros_like(x), x * jnp.log(jnp.where(zero, jnp.ones_like(y), y)))
@@ -194,10 +194,10 @@ def xlogy(x: jax.Array, y: jax.Array) -> jax.Array:
 def _xlogy_jvp(primals, tangents):
     x, y = primals
     x_dot, y_dot = tangents
-    zero = x == 0
-    both = zero & (y <= 0)
-    d_x = jnp.where(both, jnp.zeros_like(y), jnp.log(jnp.where(both, jnp.ones_like(y), y)))
-    d_y = jnp.where(zero, jnp.zeros_like(x), x / jnp.where(zero, jnp.ones_like(y), y))
+    positive = y > 0
+    y_safe = jnp.where(positive, y, jnp.ones_like(y))
+    d_x = jnp.where(positive, jnp.log(y_safe), jnp.zeros_like(y))
+    d_y = jnp.where(positive, x / y_safe, jnp.zeros_like(x))
     return xlogy(x, y), x_dot * d_x + y_dot * d_y
 
 
