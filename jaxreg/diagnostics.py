@@ -66,6 +66,10 @@ def output_entropy(logits: ArrayLike, axis: int = -1) -> jax.Array:
 
 def _magnitude_entropy(x: jax.Array, axis: Any) -> jax.Array:
     a = _numerics.safe_abs(x)
+    # p = |x| / Σ|x| is scale invariant: divide by the (constant) largest magnitude
+    # first, so that neither the value nor the gradient under- or overflows.
+    m = jax.lax.stop_gradient(jnp.max(a, axis=axis, keepdims=True))
+    a = a / jnp.where((m > 0) & jnp.isfinite(m), m, jnp.ones_like(m))
     total = jnp.sum(a, axis=axis, keepdims=True)
     positive = total > 0
     p = a / jnp.where(positive, total, jnp.ones_like(total))
