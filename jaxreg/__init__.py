@@ -45,12 +45,52 @@ from jaxreg.penalties import l2_penalty as l2_penalty
 from jaxreg.penalties import weights_only as weights_only
 
 # --- activations
+from jaxreg.activations import elu as elu
+from jaxreg.activations import glu as glu
+from jaxreg.activations import leaky_relu as leaky_relu
+from jaxreg.activations import prelu as prelu
+from jaxreg.activations import relu as relu
+from jaxreg.activations import sigmoid as sigmoid
+from jaxreg.activations import silu as silu
+from jaxreg.activations import swiglu as swiglu
+from jaxreg.activations import swish as swish
+from jaxreg.activations import tanh as tanh
+
 # --- init
+from jaxreg.init import fan_in_and_fan_out as fan_in_and_fan_out
+from jaxreg.init import kaiming_normal as kaiming_normal
+from jaxreg.init import kaiming_uniform as kaiming_uniform
+from jaxreg.init import xavier_normal as xavier_normal
+from jaxreg.init import xavier_uniform as xavier_uniform
+
 # --- nn
+from jaxreg.nn import MLP as MLP
+from jaxreg.nn import Linear as Linear
+from jaxreg.nn import SwiGLUFeedForward as SwiGLUFeedForward
+from jaxreg.nn import dropout as dropout
+
 # --- optim
 # --- convergence
 # --- diagnostics
+from jaxreg.diagnostics import activation_entropy as activation_entropy
+from jaxreg.diagnostics import confidence_penalty as confidence_penalty
+from jaxreg.diagnostics import entropy_report as entropy_report
+from jaxreg.diagnostics import error_entropy as error_entropy
+from jaxreg.diagnostics import gradient_entropy as gradient_entropy
+from jaxreg.diagnostics import histogram_entropy as histogram_entropy
+from jaxreg.diagnostics import magnitude_entropy as magnitude_entropy
+from jaxreg.diagnostics import output_entropy as output_entropy
+from jaxreg.diagnostics import parameter_entropy as parameter_entropy
 # --- solvers
 # --- fused
 
 __version__ = "0.1.0"
+
+from types import ModuleType as _ModuleType  # noqa: E402
+
+# Every name imported above (not the submodules themselves) is public.
+__all__ = sorted(
+    name
+    for name, value in dict(globals()).items()
+    if not name.startswith("_") and not isinstance(value, _ModuleType)
+)

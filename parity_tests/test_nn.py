@@ -1,0 +1,262 @@
+"""Parity of :mod:`jaxreg.nn` with :mod:`torch_ref.nn`, the seeds' torch modules and ``torch``.
+
+Each module is a function of ``(x, *parameters)``, the parameters in torch's
+layout under torch's names: the torch side is ``torch.func.functional_call`` on
+the torch module, the JAX side merges them into the nnx module through
+:func:`torch_ref.bridge.nnx_params_from_state_dict` (the mapping ``to_nnx``
+uses). So the harness compares outputs and the gradients with respect to the
+input *and every parameter*, float32 and float64. Dropout is compared in eval
+mode for the modules, and with the JAX mask injected into torch for
+:func:`jaxreg.nn.dropout`; torch's own dropout is checked by its statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from flax import nnx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import torch_ref.nn as tnn
+from jaxreg import nn as jnn
+from jaxreg.activations import tanh
+from parity_tests.harness import ParityCase, assert_parity, check_case, compare
+from tests.test_nn import BATCH, DIM, HIDDEN, assert_inverted_dropout
+from torch_ref.bridge import nnx_params_from_state_dict, state_dict_from_nnx
+
+
+def functional(nnx_module: nnx.Module) -> tuple[list[str], Callable[..., jax.Array]]:
+    """``(torch names, fn(x, *params))``: the module in eval mode as a function of its
+    parameters, given in torch's layout in the order of the names."""
+    nnx_module.eval()
+    graphdef, _, rest = nnx.split(nnx_module, nnx.Param, ...)
+    names = list(state_dict_from_nnx(nnx_module))
+
+    def fn(x: jax.Array, *params: jax.Array) -> jax.Array:
+        state = nnx_params_from_state_dict(dict(zip(names, params, strict=True)), nnx_module)
+        return nnx.merge(graphdef, state, rest)(x)
+
+    return names, fn
+
+
+def torch_functional(module: nn.Module, names: list[str], rename=lambda n: n):
+    """``fn(x, *params)`` for a torch module (eval mode), parameters under ``rename(name)``."""
+    module.eval()
+
+    def fn(x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+        values = {rename(n): p for n, p in zip(names, params, strict=True)}
+        return torch.func.functional_call(module, values, (x,))
+
+    return fn
+
+
+def parameter_inputs(module: nn.Module, names: list[str], batch: tuple[int, ...]):
+    """``inputs`` for a case: ``x`` and parameters of the torch shapes, ``1/√fan_in`` scaled."""
+    shapes = {n: tuple(p.shape) for n, p in module.named_parameters()}
+
+    def inputs(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        x = rng.standard_normal((*batch, DIM))
+        params = [rng.standard_normal(shapes[n]) / np.sqrt(shapes[n][-1]) for n in names]
+        return (x, *params)
+
+    return inputs
+
+
+def module_case(
+    name: str,
+    jax_module: nnx.Module,
+    torch_module: nn.Module,
+    *,
+    reference: str = "torch_ref",
+    rename=lambda n: n,
+    batch: tuple[int, ...] = (4,),
+) -> ParityCase:
+    names, jax_fn = functional(jax_module)
+    return ParityCase(
+        f"nn.{name}",
+        jax_fn,
+        torch_functional(torch_module, names, rename),
+        parameter_inputs(torch_module, [rename(n) for n in names], batch),
+        grad_argnums=tuple(range(len(names) + 1)),
+        reference=reference,
+    )
+
+
+class SeedFeedForward(nn.Module):
+    """Seed 002's LLaMA ``FeedForward``, verbatim (the torch code jaxreg's block mirrors)."""
+
+    def __init__(self, dim: int, hidden_dim: int, multiple_of: int, dropout: float):
+        super().__init__()
+        if hidden_dim is None:
+            hidden_dim = 4 * dim
+            hidden_dim = int(2 * hidden_dim / 3)
+            hidden_dim = multiple_of * ((hidden_dim + multiple_of - 1) // multiple_of)
+        self.w1 = nn.Linear(dim, hidden_dim, bias=False)
+        self.w2 = nn.Linear(hidden_dim, dim, bias=False)
+        self.w3 = nn.Linear(dim, hidden_dim, bias=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+
+
+def seed_mlp(p: float) -> nn.Sequential:
+    """Seed 001's dropout MLP: ``Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear``."""
+    return nn.Sequential(
+        nn.Linear(DIM, HIDDEN), nn.ReLU(), nn.Dropout(p),
+        nn.Linear(HIDDEN, HIDDEN), nn.ReLU(), nn.Dropout(p),
+        nn.Linear(HIDDEN, DIM),
+    )  # fmt: skip
+
+
+def seed_mlp_name(name: str) -> str:
+    """``layers.<i>.weight`` -> the Sequential's ``<3i>.weight``."""
+    _, i, leaf = name.split(".")
+    return f"{3 * int(i)}.{leaf}"
+
+
+def rngs() -> nnx.Rngs:
+    return nnx.Rngs(0)
+
+
+MLP_SIZES = [DIM, HIDDEN, HIDDEN, DIM]
+KEY = jax.random.key(42)
+
+
+def dropout_torch(x: torch.Tensor) -> torch.Tensor:
+    """torch_ref's dropout replaying the mask jaxreg draws with ``KEY``."""
+    keep = jnn.dropout(jnp.ones(tuple(x.shape), jnp.float32), 0.3, key=KEY) != 0
+    return tnn.dropout(x, 0.3, mask=torch.from_numpy(np.array(keep)).to(x.device))
+
+
+CASES = [
+    module_case("Linear", jnn.Linear(DIM, HIDDEN, rngs=rngs()), tnn.Linear(DIM, HIDDEN)),
+    module_case(
+        "Linear[no bias, batch (2, 3)]",
+        jnn.Linear(DIM, HIDDEN, use_bias=False, rngs=rngs()),
+        tnn.Linear(DIM, HIDDEN, use_bias=False),
+        batch=(2, 3),
+    ),
+    module_case(
+        "SwiGLUFeedForward",
+        jnn.SwiGLUFeedForward(DIM, HIDDEN, dropout=0.1, rngs=rngs()),
+        tnn.SwiGLUFeedForward(DIM, HIDDEN, dropout=0.1),
+    ),
+    module_case(
+        "SwiGLUFeedForward[hidden_dim=None]",
+        jnn.SwiGLUFeedForward(DIM, multiple_of=8, rngs=rngs()),
+        tnn.SwiGLUFeedForward(DIM, multiple_of=8),
+    ),
+    module_case(
+        "MLP",
+        jnn.MLP(MLP_SIZES, dropout=0.3, rngs=rngs()),
+        tnn.MLP(MLP_SIZES, dropout=0.3),
+    ),
+    module_case(
+        "MLP[tanh]",
+        jnn.MLP(MLP_SIZES, activation=tanh, rngs=rngs()),
+        tnn.MLP(MLP_SIZES, activation=torch.tanh),
+    ),
+    # raw torch: torch's Linear, the seeds' modules
+    module_case(
+        "Linear", jnn.Linear(DIM, HIDDEN, rngs=rngs()), nn.Linear(DIM, HIDDEN), reference="torch"
+    ),
+    module_case(
+        "SwiGLUFeedForward",
+        jnn.SwiGLUFeedForward(DIM, None, multiple_of=8, dropout=0.1, rngs=rngs()),
+        SeedFeedForward(DIM, None, multiple_of=8, dropout=0.1),
+        reference="torch",
+    ),
+    module_case(
+        "MLP",
+        jnn.MLP(MLP_SIZES, dropout=0.3, rngs=rngs()),
+        seed_mlp(0.3),
+        reference="torch",
+        rename=seed_mlp_name,
+    ),
+    ParityCase(
+        "nn.dropout[mask injected]",
+        lambda x: jnn.dropout(x, 0.3, key=KEY),
+        dropout_torch,
+        lambda rng: (rng.standard_normal((BATCH, DIM)),),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.name}-{c.reference}")
+def test_case(case: ParityCase) -> None:
+    check_case(case)
+
+
+@settings(max_examples=5, deadline=None)
+@given(batch=st.sampled_from([(1,), (3,), (2, 2)]), dtype=st.sampled_from(["float32", "float64"]))
+def test_generated_batches_swiglu(batch: tuple[int, ...], dtype: str) -> None:
+    case = CASES[2]
+    inputs = case.inputs(np.random.default_rng(sum(batch)))
+    x = np.random.default_rng(len(batch)).standard_normal((*batch, DIM))
+    result = compare(
+        case.jax_fn,
+        case.torch_fn,
+        (x, *inputs[1:]),
+        dtype=dtype,
+        grad_argnums=case.grad_argnums,
+        name=case.name,
+    )
+    assert_parity(result)
+
+
+# --------------------------------------------------------------------------- dropout
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.6])
+def test_torch_dropout_has_the_same_statistics(rate: float) -> None:
+    """torch's ``F.dropout`` (via torch_ref, no mask) and jaxreg: keep rate and ``1/(1-p)``."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.5, 1.5, size=(200, 250)).astype(np.float32)
+    torch.manual_seed(0)
+    assert_inverted_dropout(x, tnn.dropout(torch.from_numpy(x), rate).numpy(), rate)
+    generator = torch.Generator().manual_seed(1)
+    assert_inverted_dropout(x, tnn.dropout(torch.from_numpy(x), rate, key=generator), rate)
+    assert_inverted_dropout(x, jnn.dropout(jnp.asarray(x), rate, key=jax.random.key(0)), rate)
+
+
+def test_dropout_edges_on_both_sides() -> None:
+    x = np.linspace(0.5, 1.5, 12).reshape(3, 4)
+    for deterministic, rate in [(True, 0.5), (False, 0.0)]:
+        np.testing.assert_array_equal(
+            jnn.dropout(jnp.asarray(x), rate, key=KEY, deterministic=deterministic), x
+        )
+        out = tnn.dropout(torch.from_numpy(x), rate, deterministic=deterministic)
+        np.testing.assert_array_equal(out.numpy(), x)
+    np.testing.assert_array_equal(jnn.dropout(jnp.asarray(x), 1.0, key=KEY), np.zeros_like(x))
+    np.testing.assert_array_equal(tnn.dropout(torch.from_numpy(x), 1.0).numpy(), np.zeros_like(x))
+    for rate in (-0.1, 1.1):
+        with pytest.raises(ValueError, match="dropout probability"):
+            tnn.dropout(torch.from_numpy(x), rate)
+
+
+def test_module_arguments_match() -> None:
+    """Same hidden size rule and the same errors on both sides."""
+    with torch.device("meta"):  # sizes only, nothing allocated
+        assert tnn.SwiGLUFeedForward(4096, multiple_of=256).hidden_dim == 11008
+        assert SeedFeedForward(4096, None, 256, 0.0).w1.out_features == 11008
+    for build in (
+        lambda: tnn.SwiGLUFeedForward(DIM, dropout=1.0),
+        lambda: tnn.MLP(MLP_SIZES, dropout=-0.1),
+        lambda: tnn.MLP([DIM]),
+        lambda: tnn.SwiGLUFeedForward(DIM, multiple_of=0),
+    ):
+        with pytest.raises(ValueError):
+            build()
+    w = tnn.Linear(300, 400).weight.detach()  # Xavier uniform, like jaxreg.nn.Linear
+    assert float(w.abs().max()) <= np.sqrt(6 / 700)
+    assert float(w.abs().max()) > 0.99 * np.sqrt(6 / 700)
+    np.testing.assert_array_equal(tnn.Linear(3, 2).bias.detach().numpy(), np.zeros(2))

@@ -1,0 +1,526 @@
+"""PyTorch twin of :mod:`jaxreg.information`: the same names, arguments and conventions.
+
+Built on ``torch.logsumexp``, ``torch.softmax``, ``torch.log_softmax``,
+``torch.special.entr``, ``torch.special.xlogy`` and ``F.kl_div``. jaxreg's
+conventions that raw torch lacks are added here:
+
+* ``logsumexp`` has the softmax as its gradient, computed as
+  ``exp(x - max) / Σ exp(x - max)``: 0 on an all ``-inf`` row (torch: NaN) and
+  ``[½, ½]`` at ``[1e30, 1e30]`` (torch: ``[1, 1]``, from ``exp(x - lse)``);
+* ``where=`` masks (torch has none): a fully masked row gives softmax 0,
+  log_softmax ``-inf``, entropy 0 and logsumexp ``-inf``, all with gradient 0;
+* ``0·log 0 = 0`` with gradient 0 (the "double where"), so that entropy, cross
+  entropy and KL are finite where the math is and ``+inf`` (with a finite
+  gradient) only where it is not: torch's ``F.kl_div`` gives NaN at ``p = q = 0``;
+* bf16/fp16 inputs are reduced in float32 and returned in the input dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from torch_ref.norms import _as_float, _normalize_axes, _normalize_axis, _upcast
+
+__all__ = [
+    "cross_entropy",
+    "entropy",
+    "entropy_from_logits",
+    "js_divergence",
+    "kl_divergence",
+    "kl_divergence_from_logits",
+    "log_softmax",
+    "logsumexp",
+    "self_information",
+    "softmax",
+]
+
+Axis = int | Sequence[int]
+
+
+# --- private helpers -------------------------------------------------------------
+
+
+def _in_base(value: torch.Tensor, base: float | None) -> torch.Tensor:
+    """``value`` (in nats) converted to ``base`` units: divided by ``log(base)``."""
+    if base is None:
+        return value
+    if not (isinstance(base, (int, float)) and base > 0 and base != 1):
+        raise ValueError(f"`base` must be a positive number other than 1 (or None), got {base!r}.")
+    return value / math.log(base)
+
+
+def _mask(where: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+    """A boolean ``where`` mask broadcast to ``x``'s shape."""
+    if where is None:
+        return None
+    where = torch.as_tensor(where, device=x.device)
+    if where.dtype != torch.bool:
+        raise TypeError(f"`where` must be a boolean mask, got dtype {where.dtype}.")
+    try:
+        return torch.broadcast_to(where, x.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"`where` of shape {tuple(where.shape)} does not broadcast to the input's "
+            f"shape {tuple(x.shape)}."
+        ) from None
+
+
+def _masked_logits(
+    x: torch.Tensor, mask: torch.Tensor | None, axis: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` with masked entries at ``-inf`` and empty rows at 0 (held constant).
+
+    Also returns the non-empty rows: those with an entry that is neither masked nor
+    ``-inf``. On the others torch's softmax is NaN; jaxreg's is 0.
+    """
+    if mask is not None:
+        x = x.masked_fill(~mask, -math.inf)
+    rows = (x > -math.inf).any(dim=axis, keepdim=True)
+    return x.masked_fill(~rows, 0.0), rows
+
+
+def _double_where(
+    fn: Callable[..., torch.Tensor],
+    ok: torch.Tensor,
+    args: Sequence[torch.Tensor],
+    fallback: torch.Tensor | float,
+) -> torch.Tensor:
+    """``fn(*args)`` where ``ok``, else ``fallback`` — with gradient 0 there.
+
+    The unused branch sees the safe input 1 instead of ``args``, so it cannot leak
+    ``0 · inf = NaN`` into the gradient (the "double where").
+    """
+    safe = [torch.where(ok, a, torch.ones_like(a)) for a in args]
+    return torch.where(ok, fn(*safe), fallback)
+
+
+def _xlogy(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``x log y`` with ``0 log y = 0`` and no NaN in its gradient (as ``jaxreg``'s xlogy).
+
+    Where ``y > 0``: ``∂x = log y`` (also at ``x = 0``, where ``torch.special.xlogy``
+    gives 0), ``∂y = x / y``. Where ``y = 0``: the value is 0 (``x = 0``) or ``-inf``
+    (``x > 0``), held constant (gradient 0; torch gives NaN at ``x = y = 0``).
+    """
+    return _double_where(
+        lambda x, y: x * torch.log(y), y > 0, (x, y), torch.special.xlogy(x, y).detach()
+    )
+
+
+def _check_distributions(p: torch.Tensor, q: torch.Tensor) -> None:
+    if p.shape != q.shape:
+        raise ValueError(
+            f"`p` and `q` must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}; "
+            f"broadcast explicitly if that is what you mean."
+        )
+
+
+def _float_pair(
+    p: torch.Tensor, q: torch.Tensor, names: tuple[str, str] = ("p", "q")
+) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
+    """Both inputs as floats of the same shape, upcast; plus the result dtype."""
+    p, q = _as_float(p, names[0]), _as_float(q, names[1])
+    _check_distributions(p, q)
+    dtype = torch.promote_types(p.dtype, q.dtype)
+    return _upcast(p.to(dtype)), _upcast(q.to(dtype)), dtype
+
+
+# --- logsumexp, softmax ------------------------------------------------------------
+
+
+def _softmax_weights(x: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
+    """``exp(x - max) / Σ exp(x - max)`` over ``axes``; 0 on rows of ``-inf`` only."""
+    m = torch.amax(x, dim=axes, keepdim=True).detach()
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    e = torch.exp(x - m)
+    s = e.sum(dim=axes, keepdim=True)
+    return e / torch.where(s > 0, s, torch.ones_like(s))
+
+
+class _LogSumExp(torch.autograd.Function):
+    """``torch.logsumexp`` with the softmax weights as its derivative (differentiable
+    again, since the backward is written in differentiable torch operations)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, axes: tuple[int, ...], keepdims: bool) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.axes, ctx.keepdims = axes, keepdims
+        return torch.logsumexp(x, dim=axes, keepdim=keepdims)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        if not ctx.keepdims:
+            for a in ctx.axes:
+                grad = grad.unsqueeze(a)
+        return grad * _softmax_weights(x, ctx.axes), None, None
+
+
+def logsumexp(
+    x: torch.Tensor,
+    axis: Axis = -1,
+    *,
+    where: torch.Tensor | None = None,
+    keepdims: bool = False,
+) -> torch.Tensor:
+    r"""``log Σ exp(x)`` over ``axis``, over the entries where ``where`` is True.
+
+    Mirrors :func:`jaxreg.information.logsumexp`, built on ``torch.logsumexp``.
+
+    .. math::
+        \operatorname{LSE}(x) = m + \log \sum_i \exp(x_i - m), \quad m = \max_i x_i
+
+    Where raw torch differs: torch's gradient ``exp(x - LSE)`` is NaN on an all
+    ``-inf`` row and ``[1, 1]`` at ``[1e30, 1e30]``; here the gradient is the
+    softmax ``exp(x - m) / Σ exp(x - m)`` (0 on an empty row, ``[½, ½]`` at the tie).
+    torch has no ``where``: masked entries are set to ``-inf`` (held constant).
+
+    Args:
+      x: a real floating tensor.
+      axis: the axis or axes to reduce.
+      where: optional boolean mask broadcastable to ``x``; False entries are left out.
+      keepdims: keep the reduced axes with size 1.
+
+    Returns:
+      Shape of ``x`` without ``axis``; ``-inf`` for empty (all ``-inf`` or masked) rows.
+
+    Example:
+      >>> import torch
+      >>> from torch_ref.information import logsumexp
+      >>> x = torch.tensor([1e30, 1e30], requires_grad=True)
+      >>> print(torch.autograd.grad(logsumexp(x), x)[0].tolist())
+      [0.5, 0.5]
+    """
+    x = _as_float(x, "x")
+    axes = _normalize_axes(axis, x.ndim)
+    mask = _mask(where, x)
+    work = _upcast(x)
+    if mask is not None:
+        work = work.masked_fill(~mask, -math.inf)
+    return _LogSumExp.apply(work, axes, keepdims).to(x.dtype)
+
+
+def softmax(x: torch.Tensor, axis: int = -1, *, where: torch.Tensor | None = None) -> torch.Tensor:
+    r"""``exp(x) / Σ exp(x)`` along ``axis``, over the entries where ``where`` is True.
+
+    Mirrors :func:`jaxreg.information.softmax`, built on ``torch.softmax``.
+
+    .. math::
+        \operatorname{softmax}(x)_i = \frac{\exp(x_i - m)}{\sum_j \exp(x_j - m)}
+
+    Where raw torch differs: torch has no ``where``; here masked entries are 0, and
+    a fully masked (or all ``-inf``) row is all 0 with gradient 0 (torch: NaN).
+
+    Args:
+      x: a real floating tensor.
+      axis: the class axis.
+      where: optional boolean mask broadcastable to ``x``.
+
+    Returns:
+      Same shape as ``x``; each row sums to 1 (0 for a fully masked row).
+
+    Example:
+      >>> import torch
+      >>> from torch_ref.information import softmax
+      >>> x = torch.tensor([0.0, 0.0, 5.0])
+      >>> print(softmax(x, where=torch.tensor([True, True, False])).tolist())
+      [0.5, 0.5, 0.0]
+    """
+    x = _as_float(x, "x")
+    axis = _normalize_axis(axis, x.ndim)
+    work, rows = _masked_logits(_upcast(x), _mask(where, x), axis)
+    return torch.softmax(work, dim=axis).masked_fill(~rows, 0.0).to(x.dtype)
+
+
+def log_softmax(
+    x: torch.Tensor, axis: int = -1, *, where: torch.Tensor | None = None
+) -> torch.Tensor:
+    r"""``x - logsumexp(x)`` along ``axis``, over the entries where ``where`` is True.
+
+    Mirrors :func:`jaxreg.information.log_softmax`, built on ``torch.log_softmax``.
+
+    .. math::
+        \operatorname{log\_softmax}(x)_i = x_i - m - \log \sum_j \exp(x_j - m)
+
+    Where raw torch differs: torch has no ``where``; here masked entries (and whole
+    fully masked or all ``-inf`` rows) are ``-inf`` with gradient 0 (torch: NaN).
+
+    Args:
+      x: a real floating tensor.
+      axis: the class axis.
+      where: optional boolean mask broadcastable to ``x``.
+
+    Returns:
+      Same shape as ``x``.
+
+    Example:
+      >>> import torch
+      >>> from torch_ref.information import log_softmax
+      >>> print(log_softmax(torch.tensor([0.0, 5.0]), where=torch.tensor([True, False])).tolist())
+      [0.0, -inf]
+    """
+    x = _as_float(x, "x")
+    axis = _normalize_axis(axis, x.ndim)
+    mask = _mask(where, x)
+    work, rows = _masked_logits(_upcast(x), mask, axis)
+    out = torch.log_softmax(work, dim=axis).masked_fill(~rows, -math.inf)
+    if mask is not None:
+        out = out.masked_fill(~mask, -math.inf)
+    return out.to(x.dtype)
+
+
+# --- entropies -------------------------------------------------------------------
+
+
+def self_information(p: torch.Tensor, *, base: float | None = None) -> torch.Tensor:
+    r"""The surprisal ``-log p`` of each probability, elementwise.
+
+    Mirrors :func:`jaxreg.information.self_information` (torch has no such function).
+
+    .. math::
+        I(p) = -\log p
+
+    ``p = 0`` gives ``+inf`` with a finite gradient (0); ``torch.log``'s gradient
+    there is ``inf``, which turns a zero cotangent into NaN.
+
+    Args:
+      p: probabilities, any shape.
+      base: ``None`` for nats, ``2`` for bits, or any positive base other than 1.
+
+    Returns:
+      Same shape as ``p``.
+
+    Example:
+      >>> import torch
+      >>> from torch_ref.information import self_information
+      >>> print(self_information(torch.tensor([0.5, 0.25]), base=2).tolist())
+      [1.0, 2.0]
+    """
+    p = _as_float(p, "p")
+    work = _upcast(p)
+    out = _double_where(lambda t: -torch.log(t), work > 0, (work,), math.inf)
+    return _in_base(out, base).to(p.dtype)
+
+
+def entropy(p: torch.Tensor, axis: Axis = -1, *, base: float | None = None) -> torch.Tensor:
+    r"""Shannon entropy of the distributions ``p`` along ``axis``.
+
+    Mirrors :func:`jaxreg.information.entropy`, built on ``torch.special.entr``.
+
+    .. math::
+        H(p) = -\sum_i p_i \log p_i, \qquad 0 \log 0 = 0
+
+    Where raw torch differs: ``torch.special.entr``'s gradient at ``p_i = 0`` is
+    ``inf``; here it is 0 (the "double where").
+
+    Args:
+      p: probabilities, summing to 1 along ``axis``.
+      axis: the axis or axes of the distribution.
+      base: ``None`` for nats, ``2`` for bits.
+
+    Returns:
+      Shape of ``p`` without ``axis``.
+
+    Example:
+      >>> import torch
+      >>> from torch_ref.information import entropy
+      >>> print(entropy(torch.tensor([0.5, 0.5, 0.0]), base=2).item())
+      1.0
+    """
+    p = _as_float(p, "p")
+    axes = _normalize_axes(axis, p.ndim)
+    work = _upcast(p)
+    terms = _double_where(torch.special.entr, work > 0, (work,), 0.0)
+    return _in_base(terms.sum(dim=axes), base).to(p.dtype)
+
+
+def entropy_from_logits(
+    logits: torch.Tensor,
+    axis: int = -1,
+    *,
+    where: torch.Tensor | None = None,
+    base: float | None = None,
+) -> torch.Tensor:
+    r"""Entropy of ``softmax(logits)`` along ``axis``, computed from log-probabilities.
+
+    Mirrors :func:`jaxreg.information.entropy_from_logits`, built on
+    ``torch.softmax`` and ``torch.log_softmax``.
+
+    .. math::
+        H = -\sum_i \operatorname{softmax}(z)_i \, \operatorname{log\_softmax}(z)_i
+
+    Masked entries contribute 0; a fully masked row has entropy 0 and gradient 0.
+    torch's ``Categorical(logits=...).entropy()`` is the raw-torch equivalent
+    without ``where``.
+
+    Args:
+      logits: a real floating tensor.
+      axis: the class axis.
+      where: optional boolean mask broadcastable to ``logits``.
+      base: ``None`` for nats, ``2`` for bits.
+
+    Returns:
+      Shape of ``logits`` without ``axis``.
+
+    Example:
+      >>> import torch
+      >>> from torch_ref.information import entropy_from_logits
+      >>> print(entropy_from_logits(torch.zeros(4), base=2).item())
+      2.0
+    """
+    logits = _as_float(logits, "logits")
+    axis = _normalize_axis(axis, logits.ndim)
+    mask = _mask(where, logits)
+    work = _upcast(logits)
+    p = softmax(work, axis, where=mask)
+    logp = log_softmax(work, axis, where=mask)
+    # 0 · log 0 = 0: where p is 0 (masked entries, -inf logits) hold log p at 0.
+    logp = logp.masked_fill(p == 0, 0.0)
+    return _in_base(-(p * logp).sum(dim=axis), base).to(logits.dtype)
+
+
+def cross_entropy(
+    p: torch.Tensor, q: torch.Tensor, axis: Axis = -1, *, base: float | None = None
+) -> torch.Tensor:
+    r"""Cross-entropy ``H(p, q)`` between distributions along ``axis``.
+
+    Mirrors :func:`jaxreg.information.cross_entropy`, built on ``torch.special.xlogy``.
+
+    .. math::
+        H(p, q) = -\sum_i p_i \log q_i, \qquad 0 \log q = 0
+
+    ``p_i > 0`` with ``q_i = 0`` gives ``+inf`` (with a finite gradient). Where raw
+    torch differs: ``torch.special.xlogy``'s gradient w.r.t. ``q`` at ``p = q = 0`` is
+    NaN (here 0), and w.r.t. ``p`` at ``p_i = 0`` it is 0 (here ``-log q_i``, the derivative).
+
+    Args:
+      p: the target distributions.
+      q: the model distributions, same shape as ``p``.
+      axis: the axis or axes of the distribution.
+      base: ``None`` for nats, ``2`` for bits.
+
+    Returns:
+      Shape of ``p`` without ``axis``.
+
+    Example:
+      >>> import torch
+      >>> from torch_ref.information import cross_entropy
+      >>> print(cross_entropy(torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5]), base=2).item())
+      1.0
+    """
+    p, q, dtype = _float_pair(p, q)
+    axes = _normalize_axes(axis, p.ndim)
+    return _in_base(-_xlogy(p, q).sum(dim=axes), base).to(dtype)
+
+
+def kl_divergence(
+    p: torch.Tensor, q: torch.Tensor, axis: Axis = -1, *, base: float | None = None
+) -> torch.Tensor:
+    r"""Kullback-Leibler divergence ``KL(p ‖ q)`` along ``axis``.
+
+    Mirrors :func:`jaxreg.information.kl_divergence`, built on ``F.kl_div``.
+
+    .. math::
+        \mathrm{KL}(p \,\|\, q) = \sum_i p_i \log \frac{p_i}{q_i}
+
+    ``p_i = 0`` contributes 0 (gradient ``-log q_i`` w.r.t. ``p_i``, 0 w.r.t. ``q_i``,
+    0 for both at ``p_i = q_i = 0``); ``p_i > 0`` with ``q_i = 0`` gives ``+inf``
+    (with a finite gradient). Where raw torch differs:
+    ``F.kl_div(q.log(), p, reduction="none")`` is NaN at ``p = q = 0``; and its
+    ``reduction="mean"`` is not the KL divergence (use ``"sum"`` / ``"batchmean"``).
+
+    Args:
+      p: the target distributions.
+      q: the model distributions, same shape as ``p``.
+      axis: the axis or axes of the distribution.
+      base: ``None`` for nats, ``2`` for bits.
+
+    Returns:
+      Shape of ``p`` without ``axis``; non-negative.
+
+    Example:
+      >>> import torch
+      >>> from torch_ref.information import kl_divergence
+      >>> print(kl_divergence(torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5]), base=2).item())
+      1.0
+    """
+    p, q, dtype = _float_pair(p, q)
+    axes = _normalize_axes(axis, p.ndim)
+    # Where p = 0 or q = 0 only the cross-entropy term is left: -0 log q = 0 (gradient
+    # -log q w.r.t. p, as jaxreg) or -p log 0 = +inf; F.kl_div gives NaN there.
+    pointwise = _double_where(
+        lambda p, q: F.kl_div(torch.log(q), p, reduction="none"),
+        (p > 0) & (q > 0),
+        (p, q),
+        -_xlogy(p, q),
+    )
+    return _in_base(pointwise.sum(dim=axes), base).to(dtype)
+
+
+def kl_divergence_from_logits(
+    p_logits: torch.Tensor, q_logits: torch.Tensor, axis: int = -1
+) -> torch.Tensor:
+    r"""``KL(softmax(p_logits) ‖ softmax(q_logits))`` along ``axis``, from log-probabilities.
+
+    Mirrors :func:`jaxreg.information.kl_divergence_from_logits`, built on
+    ``F.kl_div(..., log_target=True)`` with ``torch.log_softmax``.
+
+    .. math::
+        \mathrm{KL} = \sum_i \operatorname{softmax}(a)_i
+            \big(\operatorname{log\_softmax}(a)_i - \operatorname{log\_softmax}(b)_i\big)
+
+    Args:
+      p_logits: logits of the target distributions.
+      q_logits: logits of the model distributions, same shape.
+      axis: the class axis.
+
+    Returns:
+      Shape of the logits without ``axis``, in nats.
+
+    Example:
+      >>> import torch
+      >>> from torch_ref.information import kl_divergence_from_logits
+      >>> print(kl_divergence_from_logits(torch.zeros(3), torch.zeros(3)).item())
+      0.0
+    """
+    a, b, dtype = _float_pair(p_logits, q_logits, ("p_logits", "q_logits"))
+    axis = _normalize_axis(axis, a.ndim)
+    log_p = torch.log_softmax(a, dim=axis)
+    log_q = torch.log_softmax(b, dim=axis)
+    pointwise = F.kl_div(log_q, log_p, reduction="none", log_target=True)
+    return pointwise.sum(dim=axis).to(dtype)
+
+
+def js_divergence(
+    p: torch.Tensor, q: torch.Tensor, axis: Axis = -1, *, base: float | None = None
+) -> torch.Tensor:
+    r"""Jensen-Shannon divergence along ``axis``: symmetric, bounded by ``log 2``.
+
+    Mirrors :func:`jaxreg.information.js_divergence` (torch has no such function).
+
+    .. math::
+        \mathrm{JS}(p, q) = \tfrac12 \mathrm{KL}(p \,\|\, m) + \tfrac12 \mathrm{KL}(q \,\|\, m),
+        \qquad m = \tfrac12 (p + q)
+
+    Args:
+      p: distributions.
+      q: distributions, same shape as ``p``.
+      axis: the axis or axes of the distribution.
+      base: ``None`` for nats, ``2`` for bits (then ``0 ≤ JS ≤ 1``).
+
+    Returns:
+      Shape of ``p`` without ``axis``.
+
+    Example:
+      >>> import torch
+      >>> from torch_ref.information import js_divergence
+      >>> print(js_divergence(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), base=2).item())
+      1.0
+    """
+    p, q, dtype = _float_pair(p, q)
+    m = 0.5 * (p + q)
+    js = 0.5 * (kl_divergence(p, m, axis) + kl_divergence(q, m, axis))
+    return _in_base(js, base).to(dtype)
