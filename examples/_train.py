@@ -170,24 +170,28 @@ def torch_fit(
     return stack(records)
 
 
-def split_model(model: Any) -> tuple[Callable[[Any, jax.Array], jax.Array], Any]:
-    """An nnx module as a pure function ``apply(params, x)`` and its ``nnx.Param`` state."""
+def split_model(
+    model: Any, call: Callable[[Any, jax.Array], Any] | None = None
+) -> tuple[Callable[[Any, jax.Array], Any], Any]:
+    """An nnx module as a pure function ``apply(params, x)`` and its ``nnx.Param`` state.
+
+    ``apply`` runs ``call(module, x)`` (default ``module(x)``) on the module rebuilt
+    from ``params``, so it can be differentiated and jitted with respect to them.
+    """
     from flax import nnx
 
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    call = call or (lambda module, x: module(x))
 
-    def apply(p: Any, x: jax.Array) -> jax.Array:
-        return nnx.merge(graphdef, p, rest)(x)
+    def apply(p: Any, x: jax.Array) -> Any:
+        return call(nnx.merge(graphdef, p, rest), x)
 
     return apply, params
 
 
-def to_torch(x: Any, dtype: Any = None) -> Any:
-    """A NumPy/JAX array as a torch tensor (float64 unless ``dtype`` says otherwise)."""
+def to_torch(x: Any) -> Any:
+    """A NumPy/JAX array as a torch tensor: floating arrays as float64, others as they are."""
     import torch
 
-    a = np.asarray(x)
-    t = torch.from_numpy(np.array(a, copy=True))
-    return t if dtype is None and not np.issubdtype(a.dtype, np.floating) else t.to(
-        dtype or torch.float64
-    )
+    a = np.array(x, copy=True)
+    return torch.from_numpy(a.astype(np.float64) if np.issubdtype(a.dtype, np.floating) else a)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -33,37 +34,33 @@ LAMBDA = 1.0  # the same λ for both penalties: L(w) + λ‖w‖₁ and L(w) + �
 
 
 def two_feature_data(n: int = 100, rho: float = 0.5, seed: int = 0) -> tuple[np.ndarray, ...]:
-    """``y = 2x₁ + 0.5x₂ + ε`` with correlated, centred features (corr ``rho``), centred ``y``."""
+    """``y = 2x₁ + 0.5x₂ + ε`` with features of correlation ``rho``."""
     rng = np.random.default_rng(seed)
     cov = np.array([[1.0, rho], [rho, 1.0]])
     x = rng.multivariate_normal(np.zeros(2), cov, size=n)
     y = x @ W_TRUE + 0.5 * rng.standard_normal(n)
-    return x - x.mean(0, keepdims=True), y - y.mean()
+    return x, y
 
 
 def data_loss(w: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``L(w) = 1/(2n)‖y − Xw‖²`` for a stack of weight vectors ``w`` ``[..., 2]``."""
-    r = y[..., :] - np.einsum("nd,...d->...n", x, w)
+    """``L(w) = 1/(2n)‖y − Xw − b‖²`` (``b`` fitted) for a stack of weights ``w`` ``[..., 2]``."""
+    xc, yc = x - x.mean(0, keepdims=True), y - y.mean()
+    r = yc - np.einsum("nd,...d->...n", xc, w)
     return 0.5 * np.mean(r**2, axis=-1)
 
 
-def lasso(x: np.ndarray, y: np.ndarray, lam: np.ndarray) -> np.ndarray:
-    """The lasso optima ``argmin L(w) + λ‖w‖₁`` for each ``λ`` (scikit-learn's alpha)."""
-    coefs, _ = jaxreg.solvers.regularization_path(
-        jnp.asarray(x), jnp.asarray(y), jnp.asarray(np.atleast_1d(lam)), fit_intercept=False
-    )
+def lasso(x: np.ndarray, y: np.ndarray, lam: np.ndarray | float) -> np.ndarray:
+    """The lasso optima ``argmin L(w) + λ‖w‖₁`` for each ``λ`` (scikit-learn's ``alpha``)."""
+    lams = jnp.asarray(np.atleast_1d(lam), jnp.float64)
+    coefs, _ = jaxreg.solvers.regularization_path(jnp.asarray(x), jnp.asarray(y), lams)
     return np.asarray(coefs)
 
 
-def ridge(x: np.ndarray, y: np.ndarray, lam: np.ndarray) -> np.ndarray:
-    """The ridge optima ``argmin L(w) + λ·½‖w‖²``: scikit-learn's ``alpha = n·λ``."""
-    n = len(y)
-    return np.stack(
-        [
-            np.asarray(jaxreg.solvers.ridge(jnp.asarray(x), jnp.asarray(y), n * a, fit_intercept=False)[0])
-            for a in np.atleast_1d(lam)
-        ]
-    )
+def ridge(x: np.ndarray, y: np.ndarray, lam: np.ndarray | float) -> np.ndarray:
+    """The ridge optima ``argmin L(w) + λ·½‖w‖²`` for each ``λ``: scikit-learn's ``alpha = n·λ``."""
+    alphas = len(y) * jnp.asarray(np.atleast_1d(lam), jnp.float64)
+    solve = jax.vmap(lambda a: jaxreg.solvers.ridge(jnp.asarray(x), jnp.asarray(y), a)[0])
+    return np.asarray(solve(alphas))
 
 
 def _region(ax, kind: str, radius: float, color: str) -> None:
@@ -79,8 +76,8 @@ def plot_solution_space(out: Path, *, quick: bool = False) -> Path:
     """The L1 diamond and the L2 disc against the contours of ``L``, with the paths."""
     plt = _common.pyplot()
     x, y = two_feature_data()
-    ols = np.linalg.lstsq(x, y, rcond=None)[0]
-    lams = np.geomspace(1e-3, 3.0, 12 if quick else 60)
+    ols = ridge(x, y, 0.0)[0]
+    lams = np.geomspace(1e-3, 30.0, 12 if quick else 60)
     g1, g2 = np.meshgrid(np.linspace(-0.6, 2.6, 120), np.linspace(-1.2, 1.4, 100))
     surface = data_loss(np.stack([g1, g2], axis=-1), x, y)
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.4))
@@ -119,8 +116,9 @@ def plot_paths(out: Path, *, quick: bool = False) -> Path:
 
     plt = _common.pyplot()
     data = load_diabetes()
-    x, y = data.data, data.target - data.target.mean()
-    lam_max = np.max(np.abs(x.T @ y)) / len(y)  # the smallest λ with an all-zero lasso
+    x, y = data.data, data.target
+    # the smallest λ whose lasso solution is all zeros: max |x_jᵀ(y − ȳ)| / n
+    lam_max = np.max(np.abs(x.T @ (y - y.mean()))) / len(y)
     n_lams = 15 if quick else 80
     lasso_lams = lam_max * np.geomspace(1.0, 1e-4, n_lams)
     ridge_lams = np.geomspace(1e2, 1e-6, n_lams)
@@ -136,14 +134,16 @@ def plot_paths(out: Path, *, quick: bool = False) -> Path:
         ax.axhline(0, color="k", lw=0.5)
         ax.invert_xaxis()
         ax.set(title=title, xlabel="λ (log scale; weaker regularization →)", ylabel="coefficient")
-    zeros = (np.abs(paths[1][1]) == 0).sum(axis=1)
-    for k in sorted(set(zeros.tolist()) - {0, x.shape[1]}):
-        i = int(np.argmax(zeros == k))
-        axes[1].annotate(f"{x.shape[1] - k} ≠ 0", (lasso_lams[i], 0), fontsize=7, rotation=90,
-                         xytext=(0, 6), textcoords="offset points")  # fmt: skip
+    # Mark where the number of non-zero lasso coefficients changes.
+    nonzero = (paths[1][1] != 0).sum(axis=1)
+    for i in np.flatnonzero(np.diff(nonzero)) + 1:
+        axes[1].axvline(lasso_lams[i], color="gray", lw=0.5, ls=":")
+        axes[1].text(lasso_lams[i], 0.98, str(nonzero[i]), transform=axes[1].get_xaxis_transform(),
+                     fontsize=7, ha="center", va="top")  # fmt: skip
+    axes[1].set_title(paths[1][2] + "\n(top: number of non-zero coefficients)")
     axes[1].legend(fontsize=8, ncol=2)
     fig.suptitle(
-        "scikit-learn's diabetes data (442 × 10, standardized), L(w) = ‖y − Xw‖²/2n: "
+        "scikit-learn's diabetes data (442 × 10, centred unit-norm columns), L(w) = ‖y − Xw‖²/2n: "
         "ridge shrinks every coefficient, lasso sets them to exactly 0"
     )
     return _common.save(fig, out, "ridge_lasso_paths")

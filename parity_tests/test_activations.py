@@ -164,7 +164,7 @@ ELEMENTWISE = {
 }
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(
     x=hnp.arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 4)), elements=floats),
     name=st.sampled_from(sorted(ELEMENTWISE)),
@@ -175,7 +175,7 @@ def test_generated_elementwise(x: np.ndarray, name: str, dtype: str) -> None:
     assert_parity(compare(jax_fn, torch_fn, (x,), dtype=dtype, name=f"activations.{name}"))
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(
     x=hnp.arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 3)), elements=floats),
     axis=st.sampled_from([0, 1, -1]),

@@ -21,7 +21,7 @@ import torch_ref.nn as tnn
 from jaxreg import nn as jnn
 from parity_tests.harness import TOLERANCES
 from parity_tests.test_nn import MLP_SIZES, SeedFeedForward
-from tests.test_nn import DIM, HIDDEN
+from tests.test_nn import DIM, HIDDEN, MULTIPLE
 from torch_ref.bridge import from_nnx, nnx_params_from_state_dict, state_dict_from_nnx, to_nnx
 
 DTYPES = {"float32": (jnp.float32, torch.float32), "float64": (jnp.float64, torch.float64)}
@@ -84,8 +84,10 @@ BUILDERS = {
         ),
     ),
     "SwiGLUFeedForward[seed]": (
-        lambda td: SeedFeedForward(DIM, None, multiple_of=8, dropout=0.2).to(td),
-        lambda jd: jnn.SwiGLUFeedForward(DIM, multiple_of=8, param_dtype=jd, rngs=nnx.Rngs(0)),
+        lambda td: SeedFeedForward(DIM, None, multiple_of=MULTIPLE, dropout=0.2).to(td),
+        lambda jd: jnn.SwiGLUFeedForward(
+            DIM, multiple_of=MULTIPLE, param_dtype=jd, rngs=nnx.Rngs(0)
+        ),
     ),
     "MLP": (
         lambda td: tnn.MLP(MLP_SIZES, dropout=0.3, param_dtype=td),
@@ -109,8 +111,8 @@ class TorchBlock(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.ff = tnn.SwiGLUFeedForward(DIM, HIDDEN, param_dtype=torch.float64)
-        self.heads = nn.ModuleList([tnn.Linear(DIM, DIM, param_dtype=torch.float64)])
-        self.mlp = tnn.MLP([DIM, HIDDEN, DIM], param_dtype=torch.float64)
+        self.heads = nn.ModuleList([tnn.Linear(DIM, HIDDEN, param_dtype=torch.float64)])
+        self.mlp = tnn.MLP([HIDDEN, HIDDEN, DIM], param_dtype=torch.float64)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.heads[0](x + self.ff(x)))
@@ -119,8 +121,8 @@ class TorchBlock(nn.Module):
 class NnxBlock(nnx.Module):
     def __init__(self, rngs: nnx.Rngs) -> None:
         self.ff = jnn.SwiGLUFeedForward(DIM, HIDDEN, param_dtype=jnp.float64, rngs=rngs)
-        self.heads = nnx.List([jnn.Linear(DIM, DIM, param_dtype=jnp.float64, rngs=rngs)])
-        self.mlp = jnn.MLP([DIM, HIDDEN, DIM], param_dtype=jnp.float64, rngs=rngs)
+        self.heads = nnx.List([jnn.Linear(DIM, HIDDEN, param_dtype=jnp.float64, rngs=rngs)])
+        self.mlp = jnn.MLP([HIDDEN, HIDDEN, DIM], param_dtype=jnp.float64, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.mlp(self.heads[0](x + self.ff(x)))
@@ -156,7 +158,10 @@ def test_dtypes_are_the_destinations() -> None:
     np.testing.assert_array_equal(
         target.w1.kernel[...], source.w1.weight.detach().T.to(torch.float32).numpy()
     )
-    half = jnn.SwiGLUFeedForward(DIM, HIDDEN, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    # an abstract destination: its parameters are created by the copy, none is drawn
+    half = nnx.eval_shape(
+        lambda: jnn.SwiGLUFeedForward(DIM, HIDDEN, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    )
     to_nnx(source, half)
     assert half.w2.kernel.dtype == jnp.bfloat16
     back = from_nnx(half, tnn.SwiGLUFeedForward(DIM, HIDDEN))  # bfloat16 -> float32
@@ -170,14 +175,17 @@ def test_flax_linear_and_conv_with_torch() -> None:
     """flax's own ``nnx.Linear`` and ``nnx.Conv`` (kernel ``(kh, kw, in, out)``) copy too."""
     torch.manual_seed(4)
     torch_linear = nn.Linear(DIM, HIDDEN).double()
-    flax_linear = nnx.Linear(DIM, HIDDEN, param_dtype=jnp.float64, rngs=nnx.Rngs(0))
+    zeros = nnx.initializers.zeros  # overwritten by the copy: nothing to draw
+    flax_linear = nnx.Linear(
+        DIM, HIDDEN, kernel_init=zeros, param_dtype=jnp.float64, rngs=nnx.Rngs(0)
+    )
     to_nnx(torch_linear, flax_linear)
     x = np.random.default_rng(0).standard_normal((3, DIM))
     want = torch_linear(torch.from_numpy(x)).detach().numpy()
     np.testing.assert_allclose(flax_linear(jnp.asarray(x)), want, rtol=1e-14, atol=1e-15)
     torch_conv = nn.Conv2d(3, 4, kernel_size=(2, 3)).double()
     flax_conv = nnx.Conv(
-        3, 4, kernel_size=(2, 3), padding="VALID", param_dtype=jnp.float64, rngs=nnx.Rngs(0)
+        3, 4, (2, 3), padding="VALID", kernel_init=zeros, param_dtype=jnp.float64, rngs=nnx.Rngs(0)
     )
     to_nnx(torch_conv, flax_conv)
     assert flax_conv.kernel.shape == (2, 3, 3, 4)
@@ -211,8 +219,8 @@ def test_state_dict_functions_are_pure_and_traceable() -> None:
 def test_shape_mismatch_names_the_parameter_and_both_shapes() -> None:
     nnx_module = jnn.MLP([DIM, HIDDEN, DIM], rngs=nnx.Rngs(0))
     weight = (
-        r"parameter 'layers.0.weight' has torch shape \(12, 8\) but the nnx parameter "
-        r"layers/0/kernel has shape \(8, 16\) \(torch layout \(16, 8\)\)"
+        rf"parameter 'layers.0.weight' has torch shape \(12, {DIM}\) but the nnx parameter "
+        rf"layers/0/kernel has shape \({DIM}, 16\) \(torch layout \(16, {DIM}\)\)"
     )
     with pytest.raises(ValueError, match=r"^to_nnx: .*" + weight):
         to_nnx(tnn.MLP([DIM, 12, DIM]), nnx_module)

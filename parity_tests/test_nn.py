@@ -29,7 +29,7 @@ import torch_ref.nn as tnn
 from jaxreg import nn as jnn
 from jaxreg.activations import tanh
 from parity_tests.harness import ParityCase, assert_parity, check_case, compare
-from tests.test_nn import BATCH, DIM, HIDDEN, assert_inverted_dropout
+from tests.test_nn import BATCH, DIM, HIDDEN, MULTIPLE, assert_inverted_dropout
 from torch_ref.bridge import nnx_params_from_state_dict, state_dict_from_nnx
 
 
@@ -128,13 +128,20 @@ def rngs() -> nnx.Rngs:
 
 
 MLP_SIZES = [DIM, HIDDEN, HIDDEN, DIM]
-KEY = jax.random.key(42)
+#: Any key will do; "rbg" keys compile faster than threefry ones.
+KEY = jax.random.key(42, impl="rbg")
+
+
+def dropout_jax(x: jax.Array) -> jax.Array:
+    return jnn.dropout(x, 0.3, key=KEY)
 
 
 def dropout_torch(x: torch.Tensor) -> torch.Tensor:
-    """torch_ref's dropout replaying the mask jaxreg draws with ``KEY``."""
-    keep = jnn.dropout(jnp.ones(tuple(x.shape), jnp.float32), 0.3, key=KEY) != 0
-    return tnn.dropout(x, 0.3, mask=torch.from_numpy(np.array(keep)).to(x.device))
+    """torch_ref's dropout replaying the mask jaxreg draws with ``KEY`` (the same compiled
+    program as the JAX side, applied to ones)."""
+    ones = jnp.ones(tuple(x.shape), jnp.dtype(str(x.dtype).removeprefix("torch.")))
+    keep = np.array(jax.jit(dropout_jax)(ones)) != 0
+    return tnn.dropout(x, 0.3, mask=torch.from_numpy(keep).to(x.device))
 
 
 CASES = [
@@ -152,8 +159,8 @@ CASES = [
     ),
     module_case(
         "SwiGLUFeedForward[hidden_dim=None]",
-        jnn.SwiGLUFeedForward(DIM, multiple_of=8, rngs=rngs()),
-        tnn.SwiGLUFeedForward(DIM, multiple_of=8),
+        jnn.SwiGLUFeedForward(DIM, multiple_of=MULTIPLE, rngs=rngs()),
+        tnn.SwiGLUFeedForward(DIM, multiple_of=MULTIPLE),
     ),
     module_case(
         "MLP",
@@ -171,8 +178,8 @@ CASES = [
     ),
     module_case(
         "SwiGLUFeedForward",
-        jnn.SwiGLUFeedForward(DIM, None, multiple_of=8, dropout=0.1, rngs=rngs()),
-        SeedFeedForward(DIM, None, multiple_of=8, dropout=0.1),
+        jnn.SwiGLUFeedForward(DIM, None, multiple_of=MULTIPLE, dropout=0.1, rngs=rngs()),
+        SeedFeedForward(DIM, None, multiple_of=MULTIPLE, dropout=0.1),
         reference="torch",
     ),
     module_case(
@@ -184,7 +191,7 @@ CASES = [
     ),
     ParityCase(
         "nn.dropout[mask injected]",
-        lambda x: jnn.dropout(x, 0.3, key=KEY),
+        dropout_jax,
         dropout_torch,
         lambda rng: (rng.standard_normal((BATCH, DIM)),),
     ),
@@ -196,7 +203,7 @@ def test_case(case: ParityCase) -> None:
     check_case(case)
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(batch=st.sampled_from([(1,), (3,), (2, 2)]), dtype=st.sampled_from(["float32", "float64"]))
 def test_generated_batches_swiglu(batch: tuple[int, ...], dtype: str) -> None:
     case = CASES[2]

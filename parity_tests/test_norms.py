@@ -49,7 +49,7 @@ def vector_norm_variants(module):
     return lambda x: [
         *vector_norms(module)(x),
         module.vector_norm(x, 2, None),
-        *vector_norms(module, (3, INF), (0, 2), True)(x),
+        module.vector_norm(x, 3, (0, 2), True),
     ]
 
 
@@ -130,11 +130,11 @@ def test_parity(case: ParityCase) -> None:
 
 
 def every_norm(module):
-    """Every vector, matrix and global norm ord, of one ``[2, 3, 2]`` input."""
+    """Every vector and matrix norm ord (and a few global ones), of one ``[2, 3, 2]`` input."""
     return lambda x: [
         *vector_norms(module)(x),
         *matrix_norms(module)(x),
-        *[module.global_norm([x, x[0]], ord) for ord in VECTOR_ORDS],
+        *[module.global_norm([x, x[0]], ord) for ord in (2, 0.5, INF)],
     ]
 
 

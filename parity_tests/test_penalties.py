@@ -181,6 +181,20 @@ def test_masks(rng) -> None:
     assert float(tp.l1_penalty(tree(*map(torch.tensor, (kernel, bias, conv))), mask=nothing)) == 0.0
 
 
+def test_low_precision(rng) -> None:
+    """bf16 leaves are reduced in float32 and the penalty returned in bf16, on both sides."""
+    args = leaves(rng)
+
+    def all_penalties(module):
+        return lambda *ls: [*penalties(module)(*ls), module.group_lasso_penalty(tree(*ls))]
+
+    out_j = jax.jit(all_penalties(jp))(*[jnp.asarray(a, jnp.bfloat16) for a in args])
+    out_t = all_penalties(tp)(*[torch.tensor(a).bfloat16() for a in args])
+    for a, b in zip(out_j, out_t, strict=True):
+        assert a.dtype == jnp.bfloat16 and b.dtype == torch.bfloat16
+        np.testing.assert_allclose(float(a), float(b), rtol=2.0**-7)
+
+
 @pytest.mark.parametrize(
     ("call", "error"),
     [

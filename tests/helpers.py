@@ -1,8 +1,13 @@
-"""Shared assertions for the jaxreg test-suite: finiteness, edge-case rules, low precision."""
+"""Shared assertions for the jaxreg test-suite: finiteness, edge-case rules, low precision.
+
+Compilation is what these tests spend their time on, so the helpers that evaluate several
+quantities (value, gradient, Hessian of many functions) build one jitted program for all of
+them and report every failing entry by name.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -14,7 +19,11 @@ from jax.test_util import check_grads
 BF16_RTOL = 2.0**-8
 #: One fp16 ulp, relative (11 significand bits).
 FP16_RTOL = 2.0**-10
-LOW_PRECISION = {"bfloat16": (jnp.bfloat16, BF16_RTOL), "float16": (jnp.float16, FP16_RTOL)}
+#: dtype, relative tolerance (one ulp), absolute tolerance (the subnormal spacing).
+LOW_PRECISION = {
+    "bfloat16": (jnp.bfloat16, BF16_RTOL, 0.0),
+    "float16": (jnp.float16, FP16_RTOL, 2.0**-24),
+}
 
 
 def leaves64(tree: Any) -> list[np.ndarray]:
@@ -41,48 +50,75 @@ def assert_tree_close(actual: Any, expected: Any, *, rtol: float = 1e-12, atol: 
         np.testing.assert_allclose(a, e, rtol=rtol, atol=atol)
 
 
-def grad_and_hessian(fn: Callable[..., jax.Array], args: Sequence[Any], argnums: int = 0):
-    """Value, gradient and Hessian (forward-over-reverse) of ``sum(fn(*args))``."""
+def assert_each(checks: Mapping[Any, Callable[[], None]]) -> None:
+    """Runs every check and fails once, naming every key whose check failed."""
+    failures = []
+    for key, check in checks.items():
+        try:
+            check()
+        except AssertionError as error:
+            failures.append(f"[{key}] {error}")
+    assert not failures, "\n".join(failures)
 
-    def scalar(*a: Any) -> jax.Array:
-        return jnp.sum(fn(*a))
 
-    value = scalar(*args)
-    grad = jax.grad(scalar, argnums)(*args)
-    hessian = jax.jacfwd(jax.grad(scalar, argnums), argnums)(*args)
-    return value, grad, hessian
+def value_grad_hessian(
+    fns: Mapping[Any, Callable[..., jax.Array]], args: Sequence[Any]
+) -> dict[Any, tuple[jax.Array, Any, Any]]:
+    """Value, gradient and Hessian of ``sum(fn(*args))`` w.r.t. ``args[0]``, for every ``fn``.
+
+    One jitted program for all of them (Hessian: forward over reverse).
+    """
+
+    def all_of(*a: Any) -> dict[Any, tuple[jax.Array, Any, Any]]:
+        out = {}
+        for key, fn in fns.items():
+
+            def scalar(*b: Any, fn: Callable = fn) -> jax.Array:
+                return jnp.sum(fn(*b))
+
+            grad = jax.grad(scalar)
+            out[key] = (scalar(*a), grad(*a), jax.jacfwd(grad)(*a))
+        return out
+
+    return jax.jit(all_of)(*args)
 
 
-def assert_edge_rule(
-    fn: Callable[..., jax.Array],
+def assert_edge_rules(
+    fns: Mapping[Any, Callable[..., jax.Array]],
     args: Sequence[Any],
     *,
-    value: Any,
+    value: float,
     grad: Any | None,
-    argnums: int = 0,
     hessian: bool = True,
 ) -> None:
-    """At an edge point: value and gradient equal the convention, the Hessian is finite.
+    """At an edge point, for every ``fn``: the value and gradient of ``sum(fn(*args))`` equal the
+    convention and the Hessian is finite.
 
-    Pass ``grad=None`` to assert only that the gradient has no NaN (infinite math).
+    Pass ``grad=None`` to assert only that the gradient has no NaN (where the math is infinite).
     """
-    got_value, got_grad, got_hessian = grad_and_hessian(fn, args, argnums)
-    np.testing.assert_array_equal(np.asarray(got_value, dtype=np.float64), value)
-    if grad is None:
-        assert_no_nan(got_grad)
-    else:
-        assert_finite(got_grad)
-        np.testing.assert_allclose(np.asarray(got_grad, dtype=np.float64), grad, atol=1e-15)
-    if hessian:
-        assert_finite(got_hessian)
+
+    def check(got: tuple[jax.Array, Any, Any]) -> Callable[[], None]:
+        def run() -> None:
+            got_value, got_grad, got_hessian = got
+            np.testing.assert_array_equal(np.asarray(got_value, dtype=np.float64), value)
+            if grad is None:
+                assert_no_nan(got_grad)
+            else:
+                assert_finite(got_grad)
+                assert_tree_close(got_grad, grad, rtol=0, atol=1e-15)
+            if hessian:
+                assert_finite(got_hessian)
+
+        return run
+
+    results = value_grad_hessian(fns, args)
+    assert_each({key: check(got) for key, got in results.items()})
 
 
 def is_floating(tree: Any) -> bool:
     """Whether every leaf of ``tree`` is a floating-point array."""
     leaves = jax.tree.leaves(tree)
-    return bool(leaves) and all(
-        jnp.issubdtype(jnp.result_type(leaf), jnp.floating) for leaf in leaves
-    )
+    return bool(leaves) and all(jnp.issubdtype(jnp.result_type(x), jnp.floating) for x in leaves)
 
 
 def check_grads64(
@@ -91,8 +127,12 @@ def check_grads64(
     *,
     order: int = 2,
     modes: Sequence[str] = ("fwd", "rev"),
+    jit: bool = False,
 ) -> None:
-    """``jax.test_util.check_grads`` in float64 w.r.t. the floating arguments (arrays or pytrees)."""
+    """``jax.test_util.check_grads`` in float64 w.r.t. the floating arguments (arrays or pytrees).
+
+    ``jit=True`` checks ``jax.jit(fn)``: cheaper where eager calls are costly (``lax.cond``).
+    """
     args = tuple(args)
     floating = [i for i, a in enumerate(args) if is_floating(a)]
 
@@ -105,7 +145,16 @@ def check_grads64(
     float_args = tuple(
         jax.tree.map(lambda leaf: jnp.asarray(leaf, dtype=jnp.float64), args[i]) for i in floating
     )
-    check_grads(on_floats, float_args, order=order, modes=modes)
+    check_grads(jax.jit(on_floats) if jit else on_floats, float_args, order=order, modes=modes)
+
+
+def generic_point(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Entries of magnitude in [0.5, 2] with random signs, distinct in magnitude: away from the
+    kinks (zeros, ties) where finite differences of norms are not derivatives."""
+    magnitudes = np.linspace(0.5, 2.0, int(np.prod(shape)))
+    return (rng.permutation(magnitudes) * rng.choice([-1.0, 1.0], size=magnitudes.size)).reshape(
+        shape
+    )
 
 
 def assert_low_precision(
@@ -121,14 +170,16 @@ def assert_low_precision(
     ``expected64`` is the float64 oracle evaluated on the *rounded* inputs; ``atol`` allows for
     float32 cancellation where the exact result is near 0. Returns the output.
     """
-    dtype, rtol = LOW_PRECISION[dtype_name]
-    out = fn(jnp.asarray(x, dtype=dtype))
+    dtype, rtol, subnormal = LOW_PRECISION[dtype_name]
+    out = jax.jit(fn)(jnp.asarray(x, dtype=dtype))
     assert out.dtype == dtype, f"expected {dtype_name} output, got {out.dtype}"
-    np.testing.assert_allclose(np.asarray(out, dtype=np.float64), expected64, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(
+        np.asarray(out, dtype=np.float64), expected64, rtol=rtol, atol=max(atol, subnormal)
+    )
     return out
 
 
 def rounded(x: np.ndarray, dtype_name: str) -> np.ndarray:
     """``x`` rounded to bf16/fp16 and back to float64, the inputs a low-precision call sees."""
-    dtype, _ = LOW_PRECISION[dtype_name]
+    dtype = LOW_PRECISION[dtype_name][0]
     return np.asarray(jnp.asarray(x, dtype=dtype), dtype=np.float64)

@@ -115,8 +115,7 @@ def test_prelu_per_channel_on_last_axis() -> None:
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
 def test_dtype_is_preserved_and_large_inputs_stay_finite(dtype) -> None:
-    big = 1e4 if dtype != jnp.float16 else 6e4
-    x = jnp.asarray([-big, -1.0, 0.0, 1.0, big], dtype)
+    x = jnp.asarray([-1e4, -1.0, 0.0, 1.0, 1e4], dtype)
     for name, (y, dy, d2y) in values_and_derivatives(x).items():
         assert y.dtype == dtype, name
         assert_finite(y, dy, d2y)

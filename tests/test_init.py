@@ -149,16 +149,21 @@ def test_xavier_default_gain_and_normal_is_untruncated(getkey) -> None:
 
 
 def test_protocol_dtypes_jit_vmap(getkey) -> None:
+    for name in INITS:
+        init = getattr(ji, name)()
+        # dtypes by tracing only: the default float dtype, and any floating dtype asked for
+        key = getkey()
+        assert jax.eval_shape(lambda k: init(k, (4, 5)), key).dtype == jnp.zeros(()).dtype
+        half = jax.eval_shape(lambda k: init(k, (4, 5), jnp.bfloat16), key)
+        assert half.dtype == jnp.bfloat16 and half.shape == (4, 5)
+        # nothing to draw: zeros of the shape, as torch leaves them
+        np.testing.assert_array_equal(init(getkey(), (0, 5)), np.zeros((0, 5)))
     init = ji.xavier_uniform()
-    assert init(getkey(), (4, 5)).dtype == jnp.zeros(()).dtype  # the default float dtype
-    jitted = jax.jit(init, static_argnums=(1, 2))(getkey(), (4, 5), jnp.bfloat16)
-    assert jitted.dtype == jnp.bfloat16 and jitted.shape == (4, 5)
-    stacked = jax.vmap(lambda k: init(k, (4, 5), jnp.float32))(jax.random.split(getkey(), 3))
+    draw = jax.jit(jax.vmap(lambda k: init(k, (4, 5), jnp.float32)))
+    stacked = draw(jax.random.split(getkey(), 3))
     assert stacked.shape == (3, 4, 5) and stacked.dtype == jnp.float32
     assert not np.allclose(stacked[0], stacked[1])
     assert float(jnp.max(jnp.abs(stacked))) <= math.sqrt(6 / 9)
-    for name in INITS:  # nothing to draw: zeros of the shape, as torch leaves them
-        np.testing.assert_array_equal(getattr(ji, name)()(getkey(), (0, 5)), np.zeros((0, 5)))
 
 
 def test_usable_as_flax_kernel_init() -> None:

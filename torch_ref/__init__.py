@@ -9,9 +9,39 @@ flax.nnx modules.
 """
 
 # --- norms
+from torch_ref.norms import frobenius_norm as frobenius_norm
+from torch_ref.norms import global_norm as global_norm
+from torch_ref.norms import l1_norm as l1_norm
+from torch_ref.norms import l2_norm as l2_norm
+from torch_ref.norms import matrix_norm as matrix_norm
+from torch_ref.norms import vector_norm as vector_norm
+
 # --- penalties
+from torch_ref.penalties import elastic_net_penalty as elastic_net_penalty
+from torch_ref.penalties import group_lasso_penalty as group_lasso_penalty
+from torch_ref.penalties import l1_penalty as l1_penalty
+from torch_ref.penalties import l2_penalty as l2_penalty
+from torch_ref.penalties import weights_only as weights_only
+
 # --- information
+from torch_ref.information import cross_entropy as cross_entropy
+from torch_ref.information import entropy as entropy
+from torch_ref.information import entropy_from_logits as entropy_from_logits
+from torch_ref.information import js_divergence as js_divergence
+from torch_ref.information import kl_divergence as kl_divergence
+from torch_ref.information import kl_divergence_from_logits as kl_divergence_from_logits
+from torch_ref.information import log_softmax as log_softmax
+from torch_ref.information import logsumexp as logsumexp
+from torch_ref.information import self_information as self_information
+from torch_ref.information import softmax as softmax
+
 # --- losses
+from torch_ref.losses import binary_cross_entropy_with_logits as binary_cross_entropy_with_logits
+from torch_ref.losses import mse_loss as mse_loss
+from torch_ref.losses import nll_loss as nll_loss
+from torch_ref.losses import softmax_cross_entropy as softmax_cross_entropy
+from torch_ref.losses import squared_loss as squared_loss
+
 # --- activations
 from torch_ref.activations import elu as elu
 from torch_ref.activations import glu as glu

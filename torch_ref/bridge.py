@@ -149,7 +149,8 @@ def to_nnx(torch_module: torch.nn.Module, nnx_module: nnx.Module) -> nnx.Module:
     """Copies every parameter of ``torch_module`` into ``nnx_module`` (in place).
 
     ``weight (out, in)`` becomes ``kernel (in, out)``; values are cast to the nnx
-    parameters' dtypes.
+    parameters' dtypes. ``nnx_module`` may be abstract (``nnx.eval_shape``): its
+    parameters are then created by the copy and never drawn at random.
 
     Args:
       torch_module: the source, e.g. a ``torch_ref.nn.SwiGLUFeedForward``.

@@ -41,7 +41,8 @@ class ConvergenceState(NamedTuple):
 
 
 def _snapshot(params: Any) -> Any:
-    return pytree.tree_map(lambda p: p.detach().clone(), params)
+    """A copy (optimizers update tensors in place); differentiable, as jaxreg's state."""
+    return pytree.tree_map(lambda p: p.clone(), params)
 
 
 def convergence_init(params: Any, *, ord: Any = 2) -> ConvergenceState:
@@ -85,7 +86,7 @@ def convergence_update(
     delta = pytree.tree_map(lambda new, old: new - old, params, state.params)
     step = global_norm(delta, ord).to(dtype)
     param_norm = global_norm(params, ord).to(dtype)
-    grad_norm = global_norm(_snapshot(grads), ord).to(dtype)
+    grad_norm = global_norm(grads, ord).to(dtype)
     return ConvergenceState(
         state.count + 1, params, step, _safe_ratio(step, param_norm), grad_norm, param_norm
     )
@@ -133,18 +134,19 @@ def minimize(
         raise ValueError(f"`max_steps` must be a positive int, got {max_steps!r}.")
     if not isinstance(optimizer, torch.optim.Optimizer):
         optimizer = optimizer(params)
-    state = convergence_init(params, ord=ord)
+    with torch.no_grad():
+        state = convergence_init(params, ord=ord)
     history = {
         k: torch.full((max_steps,), torch.inf, dtype=state.step_norm.dtype) for k in HISTORY_KEYS
     }
-    leaves = pytree.tree_leaves(params)
+    leaves, spec = pytree.tree_flatten(params)
     while int(state.count) < max_steps and not bool(has_converged(state, tol=tol)):
         optimizer.zero_grad(set_to_none=True)
         loss_fn(params).backward()
-        grads = pytree.tree_unflatten([p.grad for p in leaves], pytree.tree_structure(params))
-        grads = _snapshot(grads)
+        grads = pytree.tree_unflatten([p.grad.detach().clone() for p in leaves], spec)
         optimizer.step()
-        state = convergence_update(state, params, grads, ord=ord)
-        for k, h in history.items():
-            h[int(state.count) - 1] = getattr(state, k)
+        with torch.no_grad():
+            state = convergence_update(state, params, grads, ord=ord)
+            for k, h in history.items():
+                h[int(state.count) - 1] = getattr(state, k)
     return params, state.count, history

@@ -48,7 +48,9 @@ def _check_options(ignore_index: int, label_smoothing: float, reduction: str) ->
 def _check_labels(labels: Any, batch_shape: torch.Size, what: str) -> torch.Tensor:
     labels = torch.as_tensor(labels)
     if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
-        raise TypeError(f"`labels` must be an integer array of class ids, got dtype {labels.dtype}.")
+        raise TypeError(
+            f"`labels` must be an integer array of class ids, got dtype {labels.dtype}."
+        )
     if labels.shape != batch_shape:
         raise ValueError(
             f"`labels` must have the batch shape of `{what}`, {tuple(batch_shape)}, got "
@@ -230,19 +232,31 @@ class _CopyToShards(torch.autograd.Function):
         return grad, None
 
 
+class _SumOverShards(torch.autograd.Function):
+    """All-reduce (sum) forward, identity backward (Megatron's ``g`` operator): the sum is
+    the same on every shard, and each shard's gradient of it is its own cotangent."""
+
+    @staticmethod
+    def forward(ctx, x, group):
+        x = x.clone()
+        torch.distributed.all_reduce(x, group=group)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
 def _combine_shards(
     stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor], group: Any, with_sum: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The full-vocabulary statistics from each shard's: one MAX and one SUM all-reduce."""
-    from torch.distributed import ReduceOp
-    from torch.distributed.nn.functional import all_reduce
-
     lse, z_label, z_sum = stats
     # The shift cancels in the logsumexp, so it needs no gradient.
     m = lse.detach().clone()
-    torch.distributed.all_reduce(m, op=ReduceOp.MAX, group=group)
+    torch.distributed.all_reduce(m, op=torch.distributed.ReduceOp.MAX, group=group)
     parts = [torch.exp(lse - m), z_label] + ([z_sum] if with_sum else [])
-    total = all_reduce(torch.stack(parts), op=ReduceOp.SUM, group=group)
+    total = _SumOverShards.apply(torch.stack(parts), group)
     return m + torch.log(total[0]), total[1], total[2] if with_sum else z_sum
 
 
@@ -399,8 +413,8 @@ def vocab_parallel_cross_entropy(
 
     Mirrors :func:`jaxreg.vocab_parallel_cross_entropy` (Megatron-LM's vocab-parallel
     cross-entropy): one ``MAX`` all-reduce of the row maxima and one ``SUM`` all-reduce
-    of the stacked sums of exponentials, label logits and (with smoothing) logit sums;
-    gradients flow through ``torch.distributed.nn.functional.all_reduce``. Without an
+    of the stacked sums of exponentials, label logits and (with smoothing) logit sums,
+    whose backward pass needs no communication. Without an
     initialized process group it is ``F.cross_entropy`` with jaxreg's conventions.
 
     Args:

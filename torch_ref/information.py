@@ -110,20 +110,16 @@ def _xlogy(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     )
 
 
-def _check_distributions(p: torch.Tensor, q: torch.Tensor) -> None:
-    if p.shape != q.shape:
-        raise ValueError(
-            f"`p` and `q` must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}; "
-            f"broadcast explicitly if that is what you mean."
-        )
-
-
 def _float_pair(
     p: torch.Tensor, q: torch.Tensor, names: tuple[str, str] = ("p", "q")
 ) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
     """Both inputs as floats of the same shape, upcast; plus the result dtype."""
     p, q = _as_float(p, names[0]), _as_float(q, names[1])
-    _check_distributions(p, q)
+    if p.shape != q.shape:
+        raise ValueError(
+            f"`{names[0]}` and `{names[1]}` must have the same shape, got {tuple(p.shape)} and "
+            f"{tuple(q.shape)}; broadcast explicitly if that is what you mean."
+        )
     dtype = torch.promote_types(p.dtype, q.dtype)
     return _upcast(p.to(dtype)), _upcast(q.to(dtype)), dtype
 
@@ -387,7 +383,8 @@ def cross_entropy(
 ) -> torch.Tensor:
     r"""Cross-entropy ``H(p, q)`` between distributions along ``axis``.
 
-    Mirrors :func:`jaxreg.information.cross_entropy`, built on ``torch.special.xlogy``.
+    Mirrors :func:`jaxreg.information.cross_entropy` (torch has no cross-entropy of
+    two distributions; ``F.cross_entropy`` takes logits): ``p·log q`` summed.
 
     .. math::
         H(p, q) = -\sum_i p_i \log q_i, \qquad 0 \log q = 0
