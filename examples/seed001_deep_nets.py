@@ -2,17 +2,25 @@
 
 Xavier: for ``o = Wx`` with independent zero-mean entries, ``Var[o] = n_in·σ²·Var[x]``,
 and backwards ``Var[∂x] = n_out·σ²·Var[∂o]``; ``σ² = 2 / (n_in + n_out)``
-(:func:`jaxreg.xavier_normal`) keeps both near 1 (exactly, for a square layer). A
-20-layer tanh network of width 128 is initialized three ways and fed standard
-normal inputs: with ``σ = 0.01`` the activations and the gradients vanish
-geometrically, with ``σ = 1`` the tanh units saturate (activations near ±1) and the
-gradients vanish again, with Xavier both stay of order one through all 20 layers.
+(:func:`jaxreg.xavier_normal`) keeps both near 1 for a linear layer (exactly, for a
+square one). A 20-layer tanh network of width 128 is initialized four ways and fed
+standard normal inputs:
+
+* ``σ = 0.01``: the activations vanish geometrically (×0.0128 per layer), and so do
+  the gradients on the way back;
+* ``σ = 1``: the tanh units saturate (activations ±1) and the gradients *explode*
+  on the way back (×~5 per layer);
+* Xavier: both stay within a factor ~40 of 1 through all 20 layers (tanh's slope
+  is below 1 away from 0, so the signal still shrinks slowly);
+* Xavier with gain 5/3 (torch's ``calculate_gain('tanh')``) compensates for that:
+  the activations stay near 1, the gradients grow only ~10× over 20 layers.
 
 Dropout: the seed's MLP (two hidden layers of 256, ReLU, dropout 0.2 then 0.5,
 inverted: kept units scaled by ``1/(1 − p)``, :func:`jaxreg.dropout`) trained on
 only 200 of scikit-learn's digits, against the same network without dropout, from
-the same weights and on the same batches. Without dropout it memorizes the 200
-images; with dropout its train loss stays up and its test loss ends lower.
+the same weights and on the same batches. Both fit the 200 training images (the
+train loss, measured without dropout, goes to ~0); with dropout the test loss ends
+lower and the test accuracy higher.
 
 ``--torch`` trains the dropout network as ``torch_ref.nn.MLP`` from the same weights
 (``torch_ref.bridge``), replaying JAX's dropout masks (``torch_ref.nn.dropout(mask=)``).
@@ -44,18 +52,29 @@ N_TRAIN, BATCH, LEARNING_RATE = 200, 50, 0.1
 # --------------------------------------------------------------------------- Xavier
 
 
+#: name -> an initializer ``(key, shape, dtype) -> array``.
+SCHEMES = {
+    "N(0, 0.01²)": lambda k, shape, dtype: 0.01 * jax.random.normal(k, shape, dtype),
+    "N(0, 1)": jax.random.normal,
+    "Xavier normal": jaxreg.xavier_normal(),
+    "Xavier normal, gain 5/3": jaxreg.xavier_normal(gain=5.0 / 3.0),
+}
+
+
 def init_weights(key: jax.Array, scheme: str, dtype) -> list[jax.Array]:
-    """``DEPTH`` square weight matrices drawn by ``scheme``."""
-    keys = jax.random.split(key, DEPTH)
-    if scheme == "xavier":
-        return [jaxreg.xavier_normal()(k, (WIDTH, WIDTH), dtype) for k in keys]
-    std = {"N(0, 0.01²)": 0.01, "N(0, 1)": 1.0}[scheme]
-    return [std * jax.random.normal(k, (WIDTH, WIDTH), dtype) for k in keys]
+    """``DEPTH`` square weight matrices drawn by ``SCHEMES[scheme]``."""
+    return [SCHEMES[scheme](k, (WIDTH, WIDTH), dtype) for k in jax.random.split(key, DEPTH)]
 
 
 @jax.jit
-def variance_by_layer(weights: list[jax.Array], x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Variance of each layer's activations, and of the gradient reaching each layer's output."""
+def variance_by_layer(
+    weights: list[jax.Array], x: jax.Array, cotangent: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Variance of each layer's activations, and of the gradient w.r.t. each pre-activation.
+
+    The gradient is that of ``Σ cotangent · output`` (a unit-variance signal sent back
+    from the last layer).
+    """
 
     def forward(pre_shifts):
         h, outs = x, []
@@ -66,8 +85,7 @@ def variance_by_layer(weights: list[jax.Array], x: jax.Array) -> tuple[jax.Array
 
     zeros = [jnp.zeros_like(x) for _ in weights]
     outs, vjp = jax.vjp(forward, zeros)
-    # Backpropagate a unit-variance cotangent from the last layer only.
-    cot = [jnp.zeros_like(o) for o in outs[:-1]] + [jnp.ones_like(outs[-1])]
+    cot = [jnp.zeros_like(o) for o in outs[:-1]] + [cotangent]
     (grads,) = vjp(cot)
     return jnp.stack([jnp.var(o) for o in outs]), jnp.stack([jnp.var(g) for g in grads])
 
@@ -184,7 +202,7 @@ def plot(variances: dict, runs: dict, out) -> None:
         axes[0].semilogy(layers, act, "o-", ms=3, label=name)
         axes[1].semilogy(layers, grad, "o-", ms=3, label=name)
     axes[0].set(title=f"Forward: Var[activations], tanh, width {WIDTH}", xlabel="layer")
-    axes[1].set(title="Backward: Var[gradient at each layer's output]", xlabel="layer")
+    axes[1].set(title="Backward: Var[gradient w.r.t. pre-activations]", xlabel="layer")
     for ax in axes[:2]:
         ax.set(ylabel="variance (log scale)")
         ax.legend(fontsize=8)
@@ -196,7 +214,7 @@ def plot(variances: dict, runs: dict, out) -> None:
         axes[3].plot(c["accuracy"], color=colors[rates], label=f"{label} → {c['accuracy'][-1]:.1%}")
     axes[2].set(title=f"Dropout MLP on {N_TRAIN} digits: cross-entropy", xlabel="SGD step")
     axes[2].set(ylabel="nats (log scale; evaluated without dropout)")
-    axes[3].set(title="Test accuracy", xlabel="SGD step", ylim=(0, 1))
+    axes[3].set(title="Test accuracy (zoomed)", xlabel="SGD step", ylim=(0.8, 0.96))
     for ax in axes[2:]:
         ax.legend(fontsize=8)
     fig.suptitle(
@@ -212,12 +230,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     dtype = _train.use_float64()
     key = jax.random.key(0)
     x = jax.random.normal(jax.random.fold_in(key, 1), (512, WIDTH), dtype)
+    cotangent = jax.random.normal(jax.random.fold_in(key, 4), (512, WIDTH), dtype)
     variances = {}
-    for scheme in ("N(0, 0.01²)", "N(0, 1)", "xavier"):
-        act, grad = variance_by_layer(init_weights(jax.random.fold_in(key, 2), scheme, dtype), x)
-        variances["Xavier normal" if scheme == "xavier" else scheme] = (np.asarray(act), np.asarray(grad))
+    for scheme in SCHEMES:
+        weights = init_weights(jax.random.fold_in(key, 2), scheme, dtype)
+        variances[scheme] = tuple(map(np.asarray, variance_by_layer(weights, x, cotangent)))
     for name, (act, grad) in variances.items():
-        print(f"{name:12s} layer {DEPTH}: Var[h] = {act[-1]:.2e}, Var[∂h] at layer 1 = {grad[0]:.2e}")
+        print(f"{name:24s} Var[h] at layer {DEPTH}: {act[-1]:.2e}, Var[∂] at layer 1: {grad[0]:.2e}")
     rng = np.random.default_rng(0)
     data = digits(rng)
     epochs = 2 if args.quick else 100

@@ -369,7 +369,10 @@ def _loss_from_stats(
     if eps:
         loss = loss - (eps / num_classes) * z_sum
     valid = labels != ignore_index
-    rows = jnp.where(valid, loss, 0.0)
+    # A label that is neither ignored nor a class is an error; its row is NaN (as in
+    # softmax_cross_entropy, whose gather fills out-of-range entries with NaN).
+    known = (labels >= 0) & (labels < num_classes)
+    rows = jnp.where(valid, jnp.where(known, loss, jnp.nan), 0.0)
     if reduction == "sum":
         rows = jnp.sum(rows)
     elif reduction == "mean":
@@ -460,7 +463,7 @@ def fused_linear_cross_entropy(
       weight: ``(D, V)`` weight, ``(in_features, vocab)`` (a torch ``nn.Linear``
         weight is ``(V, D)``: pass its transpose).
       labels: ``[...]`` integer class ids in ``[0, V)`` or ``ignore_index``, the shape
-        of ``hidden`` without its last axis.
+        of ``hidden`` without its last axis (any other label makes its row NaN).
       bias: optional ``(V,)`` bias.
       ignore_index: rows with this label contribute 0 and are left out of the mean.
       label_smoothing: ``ε`` in ``[0, 1]``; the target is ``(1-ε)·onehot + ε/V``.

@@ -221,7 +221,7 @@ def self_information(p: ArrayLike, *, base: float | None = None) -> jax.Array:
     .. math::
         I(p) = -\log p
 
-    ``+inf`` at ``p = 0``.
+    ``+inf`` at ``p = 0``, where the gradient is 0.
 
     Args:
       p: probabilities, any shape.
@@ -237,7 +237,12 @@ def self_information(p: ArrayLike, *, base: float | None = None) -> jax.Array:
     """
     factor = _check_base(base)
     p = _numerics.as_float_array(p, "p")
-    return _scale(-jnp.log(_numerics.upcast(p)), factor).astype(p.dtype)
+    work = _numerics.upcast(p)
+    # +inf at p = 0 held constant (the double where): a zero cotangent there gives a
+    # zero gradient, not 0·(-1/0) = NaN.
+    nonzero = work != 0
+    info = jnp.where(nonzero, -jnp.log(jnp.where(nonzero, work, 1.0)), jnp.inf)
+    return _scale(info, factor).astype(p.dtype)
 
 
 def entropy(p: ArrayLike, axis: int = -1, *, base: float | None = None) -> jax.Array:

@@ -262,7 +262,10 @@ def _solve(
 
     def converged(W: jax.Array) -> jax.Array:
         xtr, r2, ry = _residual_terms(q, W)
-        return _duality_gap(W, xtr, r2, ry, n * l1, n * l2) <= gap_tol
+        gap = _duality_gap(W, xtr, r2, ry, n * l1, n * l2)
+        # tol = 0 never stops early: a gap at its rounding floor can read <= 0 well before
+        # the iterate itself stops moving.
+        return (gap <= gap_tol) & (tol > 0)
 
     def body(s: _FistaState) -> _FistaState:
         s = jax.lax.fori_loop(0, CHECK_EVERY, lambda _, s: fista_step(s), s)

@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import torch
 
@@ -193,6 +192,28 @@ def _errors(
     return max_err, rel, problems
 
 
+@functools.lru_cache(maxsize=512)
+def _jax_value_and_vjp(jax_fn: Callable[..., Any], grad_argnums: tuple[int, ...]):
+    """``jit((args, cotangents) -> (value, VJP w.r.t. grad_argnums))``, cached per function."""
+
+    @jax.jit
+    def run(args, cotangents):
+        if not grad_argnums:
+            return jax_fn(*args), []
+
+        def partial_fn(*diff):
+            full = list(args)
+            for i, d in zip(grad_argnums, diff, strict=True):
+                full[i] = d
+            return jax_fn(*full)
+
+        out, pullback = jax.vjp(partial_fn, *[args[i] for i in grad_argnums])
+        treedef = jax.tree_util.tree_structure(out)
+        return out, list(pullback(jax.tree_util.tree_unflatten(treedef, cotangents)))
+
+    return run
+
+
 def compare(
     jax_fn: Callable[..., Any],
     torch_fn: Callable[..., Any],
@@ -232,37 +253,31 @@ def compare(
         if not np.issubdtype(args[i].dtype, np.floating):
             raise TypeError(f"grad_argnums includes input {i} of dtype {args[i].dtype}")
 
-    # --- JAX: value, then the VJP with a cotangent of the value's shapes.
+    # --- JAX: the value and the VJP in one compiled call; the cotangent's shapes come
+    # from tracing alone (eval_shape), so nothing is compiled twice.
     jargs = [jax.device_put(a, dev.jax_device) for a in args]
-
-    def partial_fn(*diff):
-        full = list(jargs)
-        for i, d in zip(grad_argnums, diff, strict=True):
-            full[i] = d
-        return jax_fn(*full)
-
-    jax_out = jax.jit(jax_fn)(*jargs)
-    jax_leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(jax_out)]
+    out_shapes = jax.tree_util.tree_leaves(jax.eval_shape(jax_fn, *jargs))
     rng = np.random.default_rng(seed)
-    cotangents = []
-    for leaf in jax_leaves:
-        c = rng.standard_normal(leaf.shape)
-        # Where the value is infinite its derivative is not compared.
-        c = np.where(np.isfinite(leaf), c, 0.0).astype(leaf.dtype)
-        cotangents.append(c)
-
-    jax_grads: list[np.ndarray] = []
-    if grad_argnums:
-
-        @jax.jit
-        def vjp(diff, cots):
-            out, pullback = jax.vjp(partial_fn, *diff)
-            treedef = jax.tree_util.tree_structure(out)
-            return pullback(jax.tree_util.tree_unflatten(treedef, cots))
-
-        diff = [jargs[i] for i in grad_argnums]
-        jcots = [jax.device_put(c, dev.jax_device) for c in cotangents]
-        jax_grads = [np.asarray(g) for g in vjp(diff, jcots)]
+    cotangents = [
+        rng.standard_normal(leaf.shape).astype(leaf.dtype)
+        if np.issubdtype(leaf.dtype, np.inexact)
+        else np.zeros(leaf.shape, leaf.dtype)
+        for leaf in out_shapes
+    ]
+    jax_out, jax_grads_raw = _jax_value_and_vjp(jax_fn, grad_argnums)(
+        jargs, [jax.device_put(c, dev.jax_device) for c in cotangents]
+    )
+    jax_leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(jax_out)]
+    jax_grads = [np.asarray(g) for g in jax_grads_raw]
+    # Where the value is infinite its derivative is not compared: zero the cotangent
+    # there and recompute (rare: only the edge cases with infinite values).
+    finite = [np.isfinite(leaf) | ~np.issubdtype(leaf.dtype, np.inexact) for leaf in jax_leaves]
+    if grad_argnums and not all(f.all() for f in finite):
+        cotangents = [np.where(f, c, 0).astype(c.dtype) for f, c in zip(finite, cotangents, strict=True)]
+        _, jax_grads_raw = _jax_value_and_vjp(jax_fn, grad_argnums)(
+            jargs, [jax.device_put(c, dev.jax_device) for c in cotangents]
+        )
+        jax_grads = [np.asarray(g) for g in jax_grads_raw]
 
     # --- torch: the same inputs, cotangents and devices.
     targs = []

@@ -16,6 +16,7 @@ import torch_ref.optim as topt
 from jaxreg import convergence as conv
 from jaxreg import optim
 from parity_tests.harness import ParityCase, assert_parity, check_case, compare
+from parity_tests.test_optim import single_threaded
 
 FIELDS = ("step_norm", "relative_step", "grad_norm", "param_norm")
 
@@ -49,7 +50,7 @@ def _update_inputs(rng):
 UPDATE = ParityCase(
     "convergence.convergence_update[l2,l1,linf]",
     functools.partial(_update, conv),
-    functools.partial(_update, tconv),
+    single_threaded(functools.partial(_update, tconv)),
     _update_inputs,
     grad_argnums=(2, 4),
 )
@@ -71,6 +72,7 @@ def _minimize_case(tag: str, ord, *, momentum: float, tol: float, lr: float = 0.
         loss = functools.partial(_jax_loss, X=X, y=y, lam=0.1)
         return conv.minimize(loss, w0, optim.sgd(lr, momentum=momentum), **kw)
 
+    @single_threaded
     def torch_fn(w0, X, y):
         w = w0.detach().clone().requires_grad_(True)
         loss = functools.partial(_torch_loss, X=X, y=y, lam=0.1)

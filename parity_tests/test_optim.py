@@ -16,6 +16,7 @@ usual Python floats, bools and param groups.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -90,28 +91,39 @@ def jax_trajectory(opt: optax.GradientTransformation, params: dict, X, y, steps:
     return jax.lax.scan(body, (params, opt.init(params)), length=steps)[1]
 
 
-def torch_trajectory(opts: Callable[[dict], list], params: dict, X, y, steps: int = STEPS):
-    """The same with torch: ``opts(params)`` gives the optimizers, stepped in order.
+def single_threaded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` run with one torch thread (restored afterwards).
 
-    Runs on one thread: the tensors are far too small for intra-op parallelism, and idle
-    OpenMP workers spinning between the many tiny ops cost several times the work itself.
+    The torch side of these tests is thousands of tiny ops: far too small for intra-op
+    parallelism, while idle OpenMP workers spinning between them cost ten times the work.
     """
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return wrapped
+
+
+@single_threaded
+def torch_trajectory(opts: Callable[[dict], list], params: dict, X, y, steps: int = STEPS):
+    """The same with torch: ``opts(params)`` gives the optimizers, stepped in order."""
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     optimizers = opts(params)
     out: dict[str, list[torch.Tensor]] = {k: [] for k in params}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for _ in range(steps):
-            for p in params.values():
-                p.grad = None
-            _torch_loss(params, X, y).backward()
-            for o in optimizers:
-                o.step()
-            for k, p in params.items():
-                out[k].append(p.detach().clone())
-    finally:
-        torch.set_num_threads(threads)
+    for _ in range(steps):
+        for p in params.values():
+            p.grad = None
+        _torch_loss(params, X, y).backward()
+        for o in optimizers:
+            o.step()
+        for k, p in params.items():
+            out[k].append(p.detach().clone())
     return {k: torch.stack(v) for k, v in out.items()}
 
 

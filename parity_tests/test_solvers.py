@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 import torch_ref.solvers as tsol
 from jaxreg import solvers as sol
 from parity_tests.harness import ParityCase, assert_parity, check_case, compare
+from parity_tests.test_optim import single_threaded
 
-FIXED = dict(tol=0.0, max_iter=400)  # well-conditioned problems: at the optimum long before
+# tol=0: exactly max_iter iterations (the problems are at the optimum long before).
+FIXED = dict(tol=0.0, max_iter=300)
 
 
 def _data(n: int, p: int):
@@ -32,60 +34,62 @@ def _data(n: int, p: int):
     return inputs
 
 
-def _alphas_data(n: int, p: int, alphas: np.ndarray):
-    data = _data(n, p)
-    return lambda rng: (*data(rng), alphas)
+def _with(data, *extra: np.ndarray):
+    return lambda rng: (*data(rng), *extra)
 
 
-def _case(name: str, fn: str, inputs, grad_argnums=(), **kw) -> ParityCase:
+def _ridge_case(name: str, n: int, p: int, alpha: float, **kw) -> ParityCase:
     return ParityCase(
         name,
-        functools.partial(getattr(sol, fn), **kw),
-        functools.partial(getattr(tsol, fn), **kw),
-        inputs,
-        grad_argnums=grad_argnums,
+        functools.partial(sol.ridge, **kw),
+        single_threaded(functools.partial(tsol.ridge, **kw)),
+        _with(_data(n, p), np.array(alpha)),
+        grad_argnums=(0, 1),
     )
 
 
+# The penalized solvers take ``l1_ratio`` as an input (a traced scalar on the JAX side), so
+# each function compiles once per dtype and serves every case and generated example.
+def _enet(module, X, y, alpha, l1_ratio):
+    return module.elastic_net(X, y, alpha, l1_ratio=l1_ratio, **FIXED)
+
+
+def _path(module, X, y, alphas, l1_ratio):
+    return module.regularization_path(X, y, alphas, l1_ratio=l1_ratio, **FIXED)
+
+
+SHARED = {
+    fn: (functools.partial(fn, sol), single_threaded(functools.partial(fn, tsol)))
+    for fn in (_enet, _path)
+}
+
+
+def _solver_case(name: str, fn, inputs) -> ParityCase:
+    jax_fn, torch_fn = SHARED[fn]  # the same function objects: jit's cache is reused
+    return ParityCase(name, jax_fn, torch_fn, inputs, grad_argnums=())
+
+
 ALPHAS = np.array([0.5, 0.1, 0.03, 0.01, 0.001])
+LASSO = _solver_case("solvers.lasso", _enet, _with(_data(40, 6), np.array(0.1), np.array(1.0)))
+PATH = _solver_case(
+    "solvers.regularization_path", _path, _with(_data(40, 6), ALPHAS, np.array(1.0))
+)
 
 CASES = [
-    _case("solvers.ridge", "ridge", lambda rng: (*_data(30, 5)(rng), np.array(0.7)), (0, 1)),
-    _case("solvers.ridge[dual]", "ridge", lambda rng: (*_data(8, 12)(rng), np.array(0.7)), (0, 1)),
-    _case(
-        "solvers.ridge[no_intercept]",
-        "ridge",
-        lambda rng: (*_data(30, 5)(rng), np.array(2.0)),
-        (0, 1),
-        fit_intercept=False,
+    _ridge_case("solvers.ridge", 30, 5, 0.7),
+    _ridge_case("solvers.ridge[dual,no_intercept]", 8, 12, 0.7, fit_intercept=False),
+    LASSO,
+    _solver_case("solvers.elastic_net", _enet, _with(_data(40, 6), np.array(0.1), np.array(0.5))),
+    PATH,
+    _solver_case(
+        "solvers.regularization_path[enet]", _path, _with(_data(40, 6), ALPHAS, np.array(0.7))
     ),
-    _case("solvers.lasso", "lasso", lambda rng: (*_data(40, 6)(rng), np.array(0.1)), **FIXED),
-    _case(
-        "solvers.elastic_net",
-        "elastic_net",
-        lambda rng: (*_data(40, 6)(rng), np.array(0.1)),
-        l1_ratio=0.5,
-        **FIXED,
-    ),
-    _case(
-        "solvers.regularization_path",
-        "regularization_path",
-        _alphas_data(40, 6, ALPHAS),
-        **FIXED,
-    ),
-    _case(
-        "solvers.regularization_path[enet,no_gram]",
-        "regularization_path",
-        _alphas_data(40, 6, ALPHAS),
-        l1_ratio=0.7,
-        precompute=False,
-        **FIXED,
-    ),
-    _case(
+    # n < p: the solver works with X itself instead of the Gram matrix (strengths large
+    # enough for the solution to be unique and reached well within max_iter).
+    _solver_case(
         "solvers.regularization_path[n<p]",
-        "regularization_path",
-        _alphas_data(12, 20, ALPHAS[:3]),
-        **FIXED,
+        _path,
+        _with(_data(12, 20), ALPHAS[:3], np.array(1.0)),
     ),
 ]
 
@@ -102,29 +106,18 @@ def test_parity(case):
     l1_ratio=st.sampled_from([0.0, 0.3, 1.0]),
 )
 def test_path_on_generated_data(seed, alphas, l1_ratio):
-    """Random data and strengths (the same shapes, so one compiled program per ``l1_ratio``)."""
-    case = _case(
-        "solvers.regularization_path",
-        "regularization_path",
-        None,
-        l1_ratio=l1_ratio,
-        **FIXED,
-    )
+    """Random data, strengths and mixing (same shapes: the compiled case is reused)."""
     X, y = _data(40, 6)(np.random.default_rng(seed))
-    assert_parity(compare(case.jax_fn, case.torch_fn, (X, y, np.array(alphas)), grad_argnums=()))
+    inputs = (X, y, np.array(alphas), np.array(l1_ratio))
+    assert_parity(compare(PATH.jax_fn, PATH.torch_fn, inputs, grad_argnums=()))
 
 
 def test_large_alpha_gives_all_zeros_on_both_sides():
     X, y = _data(40, 6)(np.random.default_rng(0))
     big = 2 * np.max(np.abs((X - X.mean(0)).T @ (y - y.mean()))) / 40
-    result = compare(
-        functools.partial(sol.lasso, tol=1e-8),
-        functools.partial(tsol.lasso, tol=1e-8),
-        (X, y, np.array(big)),
-        grad_argnums=(),
-    )
-    assert_parity(result)
-    coef, intercept = sol.lasso(X, y, big)
+    inputs = (X, y, np.array(big), np.array(1.0))
+    assert_parity(compare(LASSO.jax_fn, LASSO.torch_fn, inputs, grad_argnums=()))
+    coef, intercept = LASSO.jax_fn(*inputs)
     assert np.all(np.asarray(coef) == 0)
     np.testing.assert_allclose(intercept, y.mean(), rtol=1e-12)
 

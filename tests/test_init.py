@@ -3,6 +3,7 @@ and seed 001's claim that Xavier init keeps the signal's variance through a deep
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -153,8 +154,9 @@ def test_protocol_dtypes_jit_vmap(getkey) -> None:
         init = getattr(ji, name)()
         # dtypes by tracing only: the default float dtype, and any floating dtype asked for
         key = getkey()
-        assert jax.eval_shape(lambda k: init(k, (4, 5)), key).dtype == jnp.zeros(()).dtype
-        half = jax.eval_shape(lambda k: init(k, (4, 5), jnp.bfloat16), key)
+        default = jax.eval_shape(functools.partial(init, shape=(4, 5)), key)
+        assert default.dtype == jnp.zeros(()).dtype
+        half = jax.eval_shape(functools.partial(init, shape=(4, 5), dtype=jnp.bfloat16), key)
         assert half.dtype == jnp.bfloat16 and half.shape == (4, 5)
         # nothing to draw: zeros of the shape, as torch leaves them
         np.testing.assert_array_equal(init(getkey(), (0, 5)), np.zeros((0, 5)))

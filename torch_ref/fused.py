@@ -191,11 +191,15 @@ def _loss_from_stats(
 ) -> torch.Tensor:
     """Torch's cross-entropy from the per-row statistics (jaxreg's ``_loss_from_stats``)."""
     lse, z_label, z_sum = stats
+    valid = labels != ignore_index
+    bad = valid & ((labels < 0) | (labels >= num_classes))
+    if bool(bad.any()):
+        # As F.cross_entropy does (jaxreg cannot check values and gives NaN rows).
+        raise IndexError(f"Target {int(labels[bad][0])} is out of bounds.")
     eps = float(label_smoothing)
     loss = lse - (1.0 - eps) * z_label
     if eps:
         loss = loss - (eps / num_classes) * z_sum
-    valid = labels != ignore_index
     rows = torch.where(valid, loss, 0.0)
     if reduction == "sum":
         rows = rows.sum()

@@ -41,7 +41,7 @@ __all__ = [
 Axis = int | Sequence[int]
 
 
-# --- private helpers -------------------------------------------------------------
+# --- private functions -----------------------------------------------------------
 
 
 def _in_base(value: torch.Tensor, base: float | None) -> torch.Tensor:

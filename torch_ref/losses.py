@@ -33,7 +33,7 @@ __all__ = [
 _REDUCTIONS = ("none", "mean", "sum")
 
 
-# --- private helpers -------------------------------------------------------------
+# --- private functions -----------------------------------------------------------
 
 
 def _check_reduction(reduction: str) -> None:

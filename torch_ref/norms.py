@@ -12,7 +12,7 @@ conventions that raw torch lacks are added here:
 * bf16/fp16 inputs are reduced in float32 and returned in the input dtype;
 * integer inputs raise a ``TypeError`` naming the argument.
 
-The private helpers at the top (dtype and axis checks) are shared by the other
+The private functions at the top (dtype and axis checks) are shared by the other
 ``torch_ref`` modules of the same family (penalties, information, losses).
 """
 
@@ -41,7 +41,7 @@ _MATRIX_ORDS = ("fro", "nuc", 1, -1, 2, -2, math.inf, -math.inf)
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-# --- shared private helpers ------------------------------------------------------
+# --- shared private functions --------------------------------------------------
 
 
 def _as_float(x: Any, name: str) -> torch.Tensor:

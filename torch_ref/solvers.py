@@ -148,7 +148,8 @@ def _solve(X, y, l1, l2, tol, *, max_iter: int, precompute: bool | str) -> torch
 
     def converged(W):
         xtr, r2, ry = _residual_terms(q, W)
-        return _duality_gap(W, xtr, r2, ry, n * l1, n * l2) <= gap_tol
+        gap = _duality_gap(W, xtr, r2, ry, n * l1, n * l2)
+        return (gap <= gap_tol) & (tol > 0)
 
     W = torch.zeros(X.shape[1], l1.shape[0], dtype=dtype)
     V, t, done, n_iter = W, torch.ones_like(l1), converged(W), 0
