@@ -1,4 +1,4 @@
-"""Seed 000: a softmax classifier with an L2 penalty, and training that maximizes or minimizes output entropy.
+"""Seed 000: a softmax classifier with L2, trained to maximize or to minimize its output entropy.
 
 The seed trained ``softmax(Linear(x))`` with ``nn.CrossEntropyLoss`` (which applies
 ``log_softmax`` itself: the seed softmaxed twice), added ``Σ‖θ‖₂`` (not squared) as
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -159,7 +158,7 @@ def plot(runs: dict, predictors: dict, data: tuple[np.ndarray, ...], steps: int,
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
-    """Runs the experiment; returns the largest |JAX − torch| objective difference (with --torch)."""
+    """Runs the experiment; returns the largest |JAX − torch| objective gap (with --torch)."""
     args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
     dtype = _train.use_float64()
     steps = 50 if args.quick else 400
@@ -168,8 +167,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     model = jaxreg.Linear(2, 3, param_dtype=dtype, rngs=nnx.Rngs(0))
     runs, predictors = train_jax(model, data, steps)
     for name, c in runs.items():
-        print(f"{name:28s} entropy {c['entropy'][-1]:.3f}  test CE {c['test_ce'][-1]:.3f}  "
-              f"accuracy {c['accuracy'][-1]:.3f}")  # fmt: skip
+        print(
+            f"{name:28s} entropy {c['entropy'][-1]:.3f}  test CE {c['test_ce'][-1]:.3f}  "
+            f"accuracy {c['accuracy'][-1]:.3f}"
+        )
     plot(runs, predictors, data, steps, args.out)
     if not args.torch:
         return {}

@@ -1,4 +1,4 @@
-"""Seed 000: the five entropies of a network in training — output, activation, gradient, error, parameter.
+"""Seed 000: the five entropies of a network in training (output, activation, gradient, ...).
 
 The seed computed ``-Σ x·log x`` of raw outputs, activations, gradients and
 parameters: NaN for every negative entry (and for a list of gradients, an error),
@@ -115,7 +115,7 @@ def train_jax(model: nnx.Module, data: tuple[np.ndarray, ...], steps: int) -> di
 
 
 def train_torch(model: nnx.Module, data: tuple[np.ndarray, ...], lam: float, steps: int) -> dict:
-    """The twin: ``torch_ref.nn.MLP``, ``F.cross_entropy``, ``torch.optim.SGD``, ``torch_ref.diagnostics``."""
+    """The twin: ``torch_ref.nn.MLP``, ``torch.optim.SGD``, ``torch_ref.diagnostics``."""
     import torch
     import torch.nn.functional as F
 
@@ -141,9 +141,12 @@ def train_torch(model: nnx.Module, data: tuple[np.ndarray, ...], lam: float, ste
             grads = torch.autograd.grad(F.cross_entropy(logits, y), list(net.parameters()))
         p_true = torch.softmax(logits, -1).gather(-1, y[:, None])
         return td.entropy_report(
-            logits=logits, activations=hidden, grads=list(grads),
-            params=list(net.parameters()), residuals=1.0 - p_true,
-        )  # fmt: skip
+            logits=logits,
+            activations=hidden,
+            grads=list(grads),
+            params=list(net.parameters()),
+            residuals=1.0 - p_true,
+        )
 
     optimizer = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE)
     return _train.torch_fit(loss_fn, optimizer, steps, desc=f"torch λ={lam}", evaluate=evaluate)

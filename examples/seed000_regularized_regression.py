@@ -108,7 +108,7 @@ def train_jax(model: nnx.Module, steps: int) -> dict[str, dict[str, np.ndarray]]
 
 
 def train_torch(model: nnx.Module, penalty: str, steps: int) -> dict[str, np.ndarray]:
-    """The twin: ``torch_ref.nn.Linear`` with the nnx weights, the same objective, ``torch.optim.SGD``."""
+    """The twin: ``torch_ref.nn.Linear`` with the nnx weights, ``torch.optim.SGD``."""
     import torch
 
     import torch_ref.nn
@@ -148,7 +148,9 @@ def plot(runs: dict[str, dict[str, np.ndarray]], out) -> None:
     ax = axes[2]
     for p in PENALTIES:
         ax.semilogy(runs[p]["error"], color=COLORS[p], label=rf"{p}: $\|\theta_t-\theta^*\|_2$")
-        ax.semilogy(runs[p]["step"], color=COLORS[p], ls="--", lw=1, label=rf"{p}: $\|\Delta\theta_t\|_2$")
+        ax.semilogy(
+            runs[p]["step"], color=COLORS[p], ls="--", lw=1, label=rf"{p}: $\|\Delta\theta_t\|_2$"
+        )
     ax.set(title="Norm convergence: linear rate (straight in log scale)", xlabel="SGD step")
     ax.set(ylabel="norm (log scale)")
     ax.legend(fontsize=7, ncol=2)

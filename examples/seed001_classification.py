@@ -118,15 +118,20 @@ def torch_twins(models, digits_data, batches, blobs, steps) -> dict[str, np.ndar
     optimizer = torch.optim.SGD(softmax_net.parameters(), lr=SOFTMAX_LR)
     softmax = _train.torch_fit(
         lambda idx: F.cross_entropy(softmax_net(x[idx]), y[idx]),
-        optimizer, len(batches), desc="torch softmax", xs=_train.to_torch(batches),
-    )  # fmt: skip
+        optimizer,
+        len(batches),
+        desc="torch softmax",
+        xs=_train.to_torch(batches),
+    )
     logistic_net = from_nnx(models[1], torch_ref.nn.Linear(2, 1, param_dtype=torch.float64))
     xb, yb = _train.to_torch(blobs[0]), _train.to_torch(blobs[1])
     optimizer = torch.optim.SGD(logistic_net.parameters(), lr=LOGISTIC_LR)
     logistic = _train.torch_fit(
         lambda _: F.binary_cross_entropy_with_logits(logistic_net(xb)[:, 0], yb),
-        optimizer, steps, desc="torch logistic",
-    )  # fmt: skip
+        optimizer,
+        steps,
+        desc="torch logistic",
+    )
     return {"softmax": softmax["loss"], "logistic": logistic["loss"]}
 
 
@@ -159,8 +164,14 @@ def plot(softmax, weights, logistic, predict, blobs, out) -> None:
     ax.contour(g1, g2, prob, levels=[0.5], colors="k", linewidths=2)
     x, y = blobs
     for label, color, marker in ((0, "white", "o"), (1, "yellow", "^")):
-        ax.scatter(*x[y == label].T, color=color, marker=marker, edgecolors="k", s=22,
-                   label=f"class {label}")  # fmt: skip
+        ax.scatter(
+            *x[y == label].T,
+            color=color,
+            marker=marker,
+            edgecolors="k",
+            s=22,
+            label=f"class {label}",
+        )
     final = f"BCE {logistic['loss'][-1]:.3f}, accuracy {logistic['accuracy'][-1]:.1%}"
     ax.set(title=f"Logistic regression: σ(wᵀx + b), boundary wᵀx + b = 0 ({final})")
     ax.set(xlabel="x₁", ylabel="x₂", aspect="equal")

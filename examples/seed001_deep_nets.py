@@ -36,7 +36,6 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 import jaxreg
@@ -150,9 +149,14 @@ def train_dropout(model: nnx.Module, data, batches: np.ndarray, key: jax.Array) 
             }
 
         runs[rates] = _train.fit(
-            loss_fn, params, jaxreg.optim.sgd(LEARNING_RATE), len(batches),
-            xs=jnp.arange(len(batches)), desc=f"jax dropout {rates}", evaluate=evaluate,
-        )[1]  # fmt: skip
+            loss_fn,
+            params,
+            jaxreg.optim.sgd(LEARNING_RATE),
+            len(batches),
+            xs=jnp.arange(len(batches)),
+            desc=f"jax dropout {rates}",
+            evaluate=evaluate,
+        )[1]
     return runs
 
 
@@ -177,7 +181,10 @@ def train_dropout_torch(model: nnx.Module, data, batches: np.ndarray, key: jax.A
         return last(h)
 
     def evaluate():
-        return {"train": F.cross_entropy(forward(x), y), "test": F.cross_entropy(forward(x_test), y_test)}
+        return {
+            "train": F.cross_entropy(forward(x), y),
+            "test": F.cross_entropy(forward(x_test), y_test),
+        }
 
     def loss_fn(t):
         idx = _train.to_torch(batches[t])
@@ -185,9 +192,13 @@ def train_dropout_torch(model: nnx.Module, data, batches: np.ndarray, key: jax.A
 
     optimizer = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE)
     return _train.torch_fit(
-        loss_fn, optimizer, len(batches), desc="torch dropout", xs=np.arange(len(batches)),
+        loss_fn,
+        optimizer,
+        len(batches),
+        desc="torch dropout",
+        xs=np.arange(len(batches)),
         evaluate=evaluate,
-    )  # fmt: skip
+    )
 
 
 # --------------------------------------------------------------------------- figure
@@ -225,7 +236,7 @@ def plot(variances: dict, runs: dict, out) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
-    """Runs both experiments; returns the largest |JAX − torch| dropout-run differences (with --torch)."""
+    """Runs both experiments; returns the largest |JAX − torch| dropout-run gaps (with --torch)."""
     args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
     dtype = _train.use_float64()
     key = jax.random.key(0)
@@ -236,7 +247,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         weights = init_weights(jax.random.fold_in(key, 2), scheme, dtype)
         variances[scheme] = tuple(map(np.asarray, variance_by_layer(weights, x, cotangent)))
     for name, (act, grad) in variances.items():
-        print(f"{name:24s} Var[h] at layer {DEPTH}: {act[-1]:.2e}, Var[∂] at layer 1: {grad[0]:.2e}")
+        print(
+            f"{name:24s} Var[h] at layer {DEPTH}: {act[-1]:.2e}, Var[∂] at layer 1: {grad[0]:.2e}"
+        )
     rng = np.random.default_rng(0)
     data = digits(rng)
     epochs = 2 if args.quick else 100
@@ -245,8 +258,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     dropout_key = jax.random.fold_in(key, 3)
     runs = train_dropout(model, data, batches, dropout_key)
     for rates, c in runs.items():
-        print(f"dropout {rates}: train {c['train'][-1]:.3f}, test {c['test'][-1]:.3f}, "
-              f"test accuracy {c['accuracy'][-1]:.3f}")  # fmt: skip
+        print(
+            f"dropout {rates}: train {c['train'][-1]:.3f}, test {c['test'][-1]:.3f}, "
+            f"test accuracy {c['accuracy'][-1]:.3f}"
+        )
     plot(variances, runs, args.out)
     if not args.torch:
         return {}

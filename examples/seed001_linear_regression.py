@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -72,7 +71,9 @@ def train_jax(model: nnx.Module, data, batches: np.ndarray) -> dict[str, np.ndar
 
     optimizer = jaxreg.optim.sgd(LEARNING_RATE)
     xs = jnp.asarray(batches)
-    return _train.fit(loss_fn, params, optimizer, len(batches), desc="jax", xs=xs, evaluate=evaluate)[1]
+    return _train.fit(
+        loss_fn, params, optimizer, len(batches), desc="jax", xs=xs, evaluate=evaluate
+    )[1]
 
 
 def train_torch(model: nnx.Module, data, batches: np.ndarray) -> dict[str, np.ndarray]:
@@ -93,7 +94,9 @@ def train_torch(model: nnx.Module, data, batches: np.ndarray) -> dict[str, np.nd
 
     optimizer = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE)
     xs = _train.to_torch(batches)
-    return _train.torch_fit(loss_fn, optimizer, len(batches), desc="torch", xs=xs, evaluate=evaluate)
+    return _train.torch_fit(
+        loss_fn, optimizer, len(batches), desc="torch", xs=xs, evaluate=evaluate
+    )
 
 
 def plot(norms: dict[str, float], curves: dict[str, np.ndarray], out) -> None:
@@ -120,14 +123,18 @@ def plot(norms: dict[str, float], curves: dict[str, np.ndarray], out) -> None:
     ax.set(ylabel="squared loss (log scale)")
     ax.legend(fontsize=8)
     ax = axes[2]
-    for key, truth, color in (("w1", 2.0, "tab:blue"), ("w2", -3.4, "tab:orange"),
-                              ("b", TRUE_B, "tab:green")):  # fmt: skip
+    for key, truth, color in (
+        ("w1", 2.0, "tab:blue"),
+        ("w2", -3.4, "tab:orange"),
+        ("b", TRUE_B, "tab:green"),
+    ):
         ax.plot(curves[key], color=color, label=f"{key} → {curves[key][-1]:.4f}")
         ax.axhline(truth, color=color, ls=":", lw=1)
     ax.set(title="Parameters (dotted: the truth 2, −3.4, 4.2)", xlabel="step", ylabel="value")
     ax.legend(fontsize=8)
     fig.suptitle(
-        "Seed 001: " + ", ".join(f"{k} = {v:g}" for k, v in norms.items())
+        "Seed 001: "
+        + ", ".join(f"{k} = {v:g}" for k, v in norms.items())
         + f";  linear regression y = 2x₁ − 3.4x₂ + 4.2 + ε, {N} samples"
     )
     _common.save(fig, out, "seed001_linear_regression")

@@ -74,11 +74,17 @@ def train_jax(model: nnx.Module, data, batches: np.ndarray) -> dict[float, dict]
     xs = jnp.asarray(batches)
     return {
         wd: _train.fit(
-            loss_fn, params, sgd, len(batches), hyper=wd, xs=xs, desc=f"jax λ={wd}",
+            loss_fn,
+            params,
+            sgd,
+            len(batches),
+            hyper=wd,
+            xs=xs,
+            desc=f"jax λ={wd}",
             evaluate=evaluate,
         )[1]
         for wd in WEIGHT_DECAYS
-    }  # fmt: skip
+    }
 
 
 def train_torch(model: nnx.Module, data, batches: np.ndarray, wd: float) -> dict:
@@ -98,9 +104,13 @@ def train_torch(model: nnx.Module, data, batches: np.ndarray, wd: float) -> dict
         return {"train": F.mse_loss(net(x), y), "test": F.mse_loss(net(x_test), y_test)}
 
     return _train.torch_fit(
-        lambda idx: F.mse_loss(net(x[idx]), y[idx]), optimizer, len(batches),
-        desc=f"torch λ={wd}", xs=_train.to_torch(batches), evaluate=evaluate,
-    )  # fmt: skip
+        lambda idx: F.mse_loss(net(x[idx]), y[idx]),
+        optimizer,
+        len(batches),
+        desc=f"torch λ={wd}",
+        xs=_train.to_torch(batches),
+        evaluate=evaluate,
+    )
 
 
 def cross_validate(model: nnx.Module, data, lams: np.ndarray, steps: int) -> dict[str, np.ndarray]:
@@ -138,8 +148,11 @@ def cross_validate(model: nnx.Module, data, lams: np.ndarray, steps: int) -> dic
 
     carry = (tile(params), tile(sgd(0.0).init(params)))
     _, curves = _train.scan_loop(step, carry, steps, desc="cross-validation")
-    return {"cv": curves["cv"][-1].mean(-1), "cv_std": curves["cv"][-1].std(-1),
-            "test": curves["test"][-1].mean(-1)}  # fmt: skip
+    return {
+        "cv": curves["cv"][-1].mean(-1),
+        "cv_std": curves["cv"][-1].std(-1),
+        "test": curves["test"][-1].mean(-1),
+    }
 
 
 def plot(runs: dict, cv: dict, lams: np.ndarray, out) -> float:
@@ -160,8 +173,13 @@ def plot(runs: dict, cv: dict, lams: np.ndarray, out) -> float:
     ax = axes[2]
     best = float(lams[np.argmin(cv["cv"])])
     ax.loglog(lams, cv["cv"], color="k", label=f"{FOLDS}-fold CV error (mean ± std)")
-    ax.fill_between(lams, np.maximum(cv["cv"] - cv["cv_std"], 1e-6), cv["cv"] + cv["cv_std"],
-                    color="gray", alpha=0.25)  # fmt: skip
+    ax.fill_between(
+        lams,
+        np.maximum(cv["cv"] - cv["cv_std"], 1e-6),
+        cv["cv"] + cv["cv_std"],
+        color="gray",
+        alpha=0.25,
+    )
     ax.loglog(lams, cv["test"], color="tab:red", ls="--", label="test error (not used to choose)")
     for wd in WEIGHT_DECAYS[1:]:
         ax.plot(wd, runs[wd]["test"][-1], "o", color="tab:orange", label=f"SGD run, λ={wd}: test")
@@ -178,15 +196,13 @@ def plot(runs: dict, cv: dict, lams: np.ndarray, out) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
-    """Runs the experiment; returns the largest |JAX − torch| train/test differences (with --torch)."""
+    """Runs the experiment; returns the largest |JAX − torch| train/test gaps (with --torch)."""
     args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
     dtype = _train.use_float64()
     rng = np.random.default_rng(0)
     data = make_data(rng)
     epochs = 5 if args.quick else 100
-    batches = np.concatenate(
-        [rng.permutation(N_TRAIN).reshape(-1, BATCH) for _ in range(epochs)]
-    )
+    batches = np.concatenate([rng.permutation(N_TRAIN).reshape(-1, BATCH) for _ in range(epochs)])
     model = jaxreg.Linear(DIM, 1, param_dtype=dtype, rngs=nnx.Rngs(0))
     runs = train_jax(model, data, batches)
     lams = np.geomspace(1e-2, 1e2, 9 if args.quick else 41)

@@ -57,8 +57,11 @@ def check_identities(rng: np.random.Generator, n: int, classes: int = 5) -> dict
     p /= p.sum(axis=-1, keepdims=True)
     p, q = jnp.asarray(p), jnp.asarray(q)
     h_p, h_pq = jaxreg.entropy(p), jaxreg.cross_entropy(p, q)
-    return {"gap": np.asarray(h_pq - h_p), "kl": np.asarray(jaxreg.kl_divergence(p, q)),
-            "h_p": np.asarray(h_p)}  # fmt: skip
+    return {
+        "gap": np.asarray(h_pq - h_p),
+        "kl": np.asarray(jaxreg.kl_divergence(p, q)),
+        "h_p": np.asarray(h_p),
+    }
 
 
 def plot_information(checks: dict[str, np.ndarray], out) -> None:
@@ -91,9 +94,12 @@ def plot_information(checks: dict[str, np.ndarray], out) -> None:
     ax.scatter(checks["gap"], checks["kl"], s=8, c=checks["h_p"], cmap="viridis")
     top = float(checks["kl"].max())
     ax.plot([0, top], [0, top], "k--", lw=0.8)
-    ax.set(title=f"KL = H(P,Q) − H(P) on {len(checks['kl'])} random pairs\n"
-                 f"(max |difference| {err:.1e}; colour: H(P))",
-           xlabel="H(P, Q) − H(P)  [nats]", ylabel="KL(P‖Q)  [nats]")  # fmt: skip
+    ax.set(
+        title=f"KL = H(P,Q) − H(P) on {len(checks['kl'])} random pairs\n"
+        f"(max |difference| {err:.1e}; colour: H(P))",
+        xlabel="H(P, Q) − H(P)  [nats]",
+        ylabel="KL(P‖Q)  [nats]",
+    )
     fig.suptitle("Seed 002: self-information, entropy, cross-entropy and KL divergence")
     _common.save(fig, out, "seed002_information")
 
@@ -111,14 +117,16 @@ def plot_activations(out) -> None:
         ax.set(title=name, xlabel="x", ylim=(-1.5, 3))
         ax.legend(fontsize=8)
     a, b = jnp.meshgrid(jnp.linspace(-3, 3, 121), jnp.linspace(-3, 3, 121))
-    for ax, (name, f) in zip(axes[1, 3:], (("GLU: a·σ(b)", jaxreg.glu),
-                                            ("SwiGLU: silu(a)·b", jaxreg.swiglu))):  # fmt: skip
+    gated = (("GLU: a·σ(b)", jaxreg.glu), ("SwiGLU: silu(a)·b", jaxreg.swiglu))
+    for ax, (name, f) in zip(axes[1, 3:], gated, strict=True):
         z = f(jnp.stack([a, b], axis=-1))[..., 0]
         im = ax.contourf(a, b, z, levels=21, cmap="RdBu_r")
         ax.set(title=name, xlabel="a (first half)", ylabel="b (second half)", aspect="equal")
         fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.suptitle("Seed 002: activations f (solid) and their derivatives f' (dashed, by jax.grad); "
-                 "the gated units over their two inputs")  # fmt: skip
+    fig.suptitle(
+        "Seed 002: activations f (solid) and their derivatives f' (dashed, by jax.grad); "
+        "the gated units over their two inputs"
+    )
     _common.save(fig, out, "seed002_activations")
 
 
@@ -140,12 +148,21 @@ def plot_swiglu(dims: np.ndarray, out) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     for multiple_of, color in ((256, "tab:blue"), (64, "tab:green")):
         hidden = llama_sizes(dims, multiple_of)
-        axes[0].plot(dims, hidden / dims, "o-", color=color, ms=3, label=f"multiple_of={multiple_of}")
-        axes[1].plot(dims, 3 * dims * hidden / (8.0 * dims**2), "o-", color=color, ms=3,
-                     label=f"multiple_of={multiple_of}")  # fmt: skip
+        axes[0].plot(
+            dims, hidden / dims, "o-", color=color, ms=3, label=f"multiple_of={multiple_of}"
+        )
+        axes[1].plot(
+            dims,
+            3 * dims * hidden / (8.0 * dims**2),
+            "o-",
+            color=color,
+            ms=3,
+            label=f"multiple_of={multiple_of}",
+        )
     axes[0].axhline(8 / 3, color="k", ls="--", label="8/3 (= 2/3 · 4)")
-    axes[0].annotate("LLaMA-7B: 4096 → 11008", (4096, 11008 / 4096), (1500, 3.3),
-                     arrowprops={"arrowstyle": "->"})  # fmt: skip
+    axes[0].annotate(
+        "LLaMA-7B: 4096 → 11008", (4096, 11008 / 4096), (1500, 3.3), arrowprops={"arrowstyle": "->"}
+    )
     axes[0].set(title="Hidden size / dim: int(2·4·dim/3), rounded up", xlabel="dim")
     axes[0].set(ylabel="hidden_dim / dim")
     axes[1].axhline(1.0, color="k", ls="--")
@@ -168,8 +185,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"max |H(P,Q) − H(P) − KL(P‖Q)| over {len(checks['kl'])} pairs: {err:.2e}")
     print(f"min KL: {checks['kl'].min():.2e} (≥ 0)")
     certain, fair = jnp.asarray([1.0, 0.0]), jnp.asarray([0.5, 0.5])
-    print(f"H([1, 0]) = {float(jaxreg.entropy(certain)):.4f}, "
-          f"H([½, ½]) = {float(jaxreg.entropy(fair)):.4f} = log 2")  # fmt: skip
+    print(
+        f"H([1, 0]) = {float(jaxreg.entropy(certain)):.4f}, "
+        f"H([½, ½]) = {float(jaxreg.entropy(fair)):.4f} = log 2"
+    )
     plot_information(checks, args.out)
     plot_activations(args.out)
     dims = 2 ** np.arange(7, 11 if args.quick else 14)

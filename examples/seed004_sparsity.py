@@ -66,7 +66,9 @@ def parameter_tree() -> list[str]:
     model = nnx.eval_shape(lambda: TwoLayer(784, 64, 10, rngs=nnx.Rngs(0)))
     lines = []
     for path, leaf in nnx.to_flat_state(nnx.state(model, nnx.Param)):
-        torch_name = ".".join([*map(str, path[:-1]), "weight" if path[-1] == "kernel" else path[-1]])
+        torch_name = ".".join(
+            [*map(str, path[:-1]), "weight" if path[-1] == "kernel" else path[-1]]
+        )
         decayed = "decayed" if len(leaf.shape) >= 2 else "not decayed (weights_only)"
         lines.append(f"{str(path):22s} {str(leaf.shape):10s} torch {torch_name:11s} {decayed}")
     return lines
@@ -77,7 +79,9 @@ def sparse_data(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.nd
     cov = 0.5 ** np.abs(np.subtract.outer(np.arange(P), np.arange(P)))
     x = rng.multivariate_normal(np.zeros(P), cov, size=N)
     w = np.zeros(P)
-    w[rng.choice(P, NONZERO, replace=False)] = rng.choice([-1, 1], NONZERO) * rng.uniform(1, 3, NONZERO)
+    w[rng.choice(P, NONZERO, replace=False)] = rng.choice([-1, 1], NONZERO) * rng.uniform(
+        1, 3, NONZERO
+    )
     return x, x @ w + 0.5 * rng.standard_normal(N), w
 
 
@@ -117,8 +121,10 @@ def l1_training(model: nnx.Module, x, y, steps: int) -> dict[str, dict]:
         jaxreg.optim.sgd(lr), jaxreg.optim.l1_proximal(ALPHA, lr, mask=jaxreg.weights_only)
     )
     runs = {}
-    for name, loss_fn, optimizer in (("subgradient", subgradient_loss, jaxreg.optim.sgd(lr)),
-                                     ("proximal", proximal_loss, proximal)):  # fmt: skip
+    for name, loss_fn, optimizer in (
+        ("subgradient", subgradient_loss, jaxreg.optim.sgd(lr)),
+        ("proximal", proximal_loss, proximal),
+    ):
         final, curves = _train.fit(loss_fn, params, optimizer, steps, desc=name, evaluate=evaluate)
         runs[name] = {**curves, "w": np.asarray(final["kernel"][...])[:, 0], "lr": lr}
     return runs
@@ -147,7 +153,11 @@ def decay_equivalence(model: nnx.Module, x, y, steps: int) -> dict[str, np.ndarr
         manual = jax.tree.map(explicit, manual, jax.grad(loss)(manual), mask)
         kernel = p["kernel"][...]
         diff = jaxreg.vector_norm(kernel - manual["kernel"][...], ord=jnp.inf)
-        return (p, state, manual), {"loss": value, "norm": jaxreg.l2_norm(kernel), "difference": diff}
+        return (p, state, manual), {
+            "loss": value,
+            "norm": jaxreg.l2_norm(kernel),
+            "difference": diff,
+        }
 
     carry = (params, optimizer.init(params), params)
     return _train.scan_loop(step, carry, steps, desc="(1 − ηλ) decay")[1]
@@ -181,15 +191,20 @@ def torch_twins(model: nnx.Module, x, y, steps: int, lr: float) -> dict[str, np.
         return {"objective": 0.5 * F.mse_loss(net(xt), yt) + ALPHA * net.weight.abs().sum()}
 
     ista = _train.torch_fit(
-        lambda _: 0.5 * F.mse_loss(net(xt), yt), Ista(), steps, desc="torch ISTA",
+        lambda _: 0.5 * F.mse_loss(net(xt), yt),
+        Ista(),
+        steps,
+        desc="torch ISTA",
         evaluate=objective,
-    )  # fmt: skip
+    )
     net = from_nnx(model, torch_ref.nn.Linear(P, 1, param_dtype=torch.float64))
     groups = [{"params": [net.weight], "weight_decay": DECAY}, {"params": [net.bias]}]
     decay = _train.torch_fit(
-        lambda _: F.mse_loss(net(xt), yt), torch.optim.SGD(groups, lr=DECAY_LR), steps,
+        lambda _: F.mse_loss(net(xt), yt),
+        torch.optim.SGD(groups, lr=DECAY_LR),
+        steps,
         desc="torch weight decay",
-    )  # fmt: skip
+    )
     return {"objective": ista["objective"], "decay": decay["loss"]}
 
 
@@ -200,8 +215,8 @@ def plot(w_true, solutions, runs, decay, out) -> None:
     ax = axes[0]
     idx = np.arange(P)
     ax.stem(idx, w_true, linefmt="k-", markerfmt="ko", basefmt=" ", label="truth (5 non-zero)")
-    for (name, w), (marker, color) in zip(solutions.items(), (("o", "tab:red"), ("s", "tab:purple"),
-                                                              ("^", "tab:blue"))):  # fmt: skip
+    styles = (("o", "tab:red"), ("s", "tab:purple"), ("^", "tab:blue"))
+    for (name, w), (marker, color) in zip(solutions.items(), styles, strict=True):
         zeros = int(np.sum(w == 0))
         ax.plot(idx, w, marker, color=color, ms=5, mfc="none", label=f"{name}: {zeros} exact zeros")
     ax.axhline(0, color="k", lw=0.5)
@@ -213,26 +228,35 @@ def plot(w_true, solutions, runs, decay, out) -> None:
         w = np.sort(np.abs(runs[name]["w"]))[::-1]
         zeros = int(np.sum(w == 0))
         shown = np.where(w == 0, 1e-18, w)
-        ax.semilogy(idx, shown, "o-", color=color, ms=3,
-                    label=f"{name}: {zeros} exact zeros")  # fmt: skip
+        ax.semilogy(idx, shown, "o-", color=color, ms=3, label=f"{name}: {zeros} exact zeros")
     lr = runs["proximal"]["lr"]
     ax.axhline(lr * ALPHA, color="gray", ls=":", label=f"ηλ = {lr * ALPHA:.1e}")
-    ax.set(title="GD on the L1 objective: |w| sorted (exact 0 drawn at 1e-18)",
-           xlabel="rank", ylabel="|w_j| (log scale)", ylim=(1e-19, 10))  # fmt: skip
+    ax.set(
+        title="GD on the L1 objective: |w| sorted (exact 0 drawn at 1e-18)",
+        xlabel="rank",
+        ylabel="|w_j| (log scale)",
+        ylim=(1e-19, 10),
+    )
     ax.legend(fontsize=8)
     ax = axes[2]
     ax.plot(decay["norm"], color="tab:blue", label="‖w_t‖₂, sgd(weight_decay=λ)")
     ax.set(title=f"w ← (1 − ηλ)·w − η∇L, η = {DECAY_LR}, λ = {DECAY}", xlabel="step")
     ax.set(ylabel="‖w‖₂")
     twin = ax.twinx()
-    twin.semilogy(np.maximum(decay["difference"], 1e-20), color="tab:red", lw=0.8,
-                  label="max |w_sgd − w_explicit| (right)")  # fmt: skip
+    twin.semilogy(
+        np.maximum(decay["difference"], 1e-20),
+        color="tab:red",
+        lw=0.8,
+        label="max |w_sgd − w_explicit| (right)",
+    )
     twin.set(ylabel="difference (log scale)", ylim=(1e-20, 1e-10))
     lines = ax.get_legend_handles_labels()
     more = twin.get_legend_handles_labels()
     ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8)
-    fig.suptitle("Seed 004: L1 sparsity vs L2 shrinkage vs elastic net; the proximal step; "
-                 "weight decay as (1 − ηλ) shrinkage")  # fmt: skip
+    fig.suptitle(
+        "Seed 004: L1 sparsity vs L2 shrinkage vs elastic net; the proximal step; "
+        "weight decay as (1 − ηλ) shrinkage"
+    )
     _common.save(fig, out, "seed004_sparsity")
 
 
@@ -249,10 +273,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     model = jaxreg.Linear(P, 1, param_dtype=dtype, rngs=nnx.Rngs(0))
     runs = l1_training(model, x, y, steps)
     gap = np.max(np.abs(runs["proximal"]["w"] - solutions["lasso"]))
-    print(f"exact zeros: lasso {np.sum(solutions['lasso'] == 0)}, elastic net "
-          f"{np.sum(solutions['elastic net'] == 0)}, ridge {np.sum(solutions['ridge'] == 0)}; "
-          f"subgradient GD {np.sum(runs['subgradient']['w'] == 0)}, proximal GD "
-          f"{np.sum(runs['proximal']['w'] == 0)} (max |w − w_lasso| = {gap:.1e})")  # fmt: skip
+    print(
+        f"exact zeros: lasso {np.sum(solutions['lasso'] == 0)}, elastic net "
+        f"{np.sum(solutions['elastic net'] == 0)}, ridge {np.sum(solutions['ridge'] == 0)}; "
+        f"subgradient GD {np.sum(runs['subgradient']['w'] == 0)}, proximal GD "
+        f"{np.sum(runs['proximal']['w'] == 0)} (max |w − w_lasso| = {gap:.1e})"
+    )
     decay = decay_equivalence(model, x, y, steps)
     print(f"sgd(weight_decay) vs (1 − ηλ) update: max difference {decay['difference'].max():.1e}")
     plot(w_true, solutions, runs, decay, args.out)

@@ -95,8 +95,14 @@ def plot_solution_space(out: Path, *, quick: bool = False) -> Path:
         _region(ax, kind, radius, color)
         ax.plot(path[:, 0], path[:, 1], color=color, lw=1.5, ls="--", label="optimum as λ grows")
         ax.plot(*ols, "k*", ms=12, label=f"least squares ({ols[0]:.2f}, {ols[1]:.2f})")
-        ax.plot(*w_lam, "o", color=color, ms=9, mec="k",
-                label=f"optimum at λ={LAMBDA}: ({w_lam[0]:.2f}, {w_lam[1]:.2f})")  # fmt: skip
+        ax.plot(
+            *w_lam,
+            "o",
+            color=color,
+            ms=9,
+            mec="k",
+            label=f"optimum at λ={LAMBDA}: ({w_lam[0]:.2f}, {w_lam[1]:.2f})",
+        )
         ax.axhline(0, color="k", lw=0.5)
         ax.axvline(0, color="k", lw=0.5)
         ax.set_aspect("equal")
@@ -124,7 +130,11 @@ def plot_paths(out: Path, *, quick: bool = False) -> Path:
     ridge_lams = np.geomspace(1e2, 1e-6, n_lams)
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     paths = [
-        (ridge_lams, ridge(x, y, ridge_lams), r"ridge trace: $\min L(w) + \lambda\frac{1}{2}\|w\|^2$"),
+        (
+            ridge_lams,
+            ridge(x, y, ridge_lams),
+            r"ridge trace: $\min L(w) + \lambda\frac{1}{2}\|w\|^2$",
+        ),
         (lasso_lams, lasso(x, y, lasso_lams), r"lasso path: $\min L(w) + \lambda\|w\|_1$"),
     ]
     colors = plt.cm.tab10(np.arange(x.shape[1]))
@@ -138,8 +148,15 @@ def plot_paths(out: Path, *, quick: bool = False) -> Path:
     nonzero = (paths[1][1] != 0).sum(axis=1)
     for i in np.flatnonzero(np.diff(nonzero)) + 1:
         axes[1].axvline(lasso_lams[i], color="gray", lw=0.5, ls=":")
-        axes[1].text(lasso_lams[i], 0.98, str(nonzero[i]), transform=axes[1].get_xaxis_transform(),
-                     fontsize=7, ha="center", va="top")  # fmt: skip
+        axes[1].text(
+            lasso_lams[i],
+            0.98,
+            str(nonzero[i]),
+            transform=axes[1].get_xaxis_transform(),
+            fontsize=7,
+            ha="center",
+            va="top",
+        )
     axes[1].set_title(paths[1][2] + "\n(top: number of non-zero coefficients)")
     axes[1].legend(fontsize=8, ncol=2)
     fig.suptitle(

@@ -70,7 +70,21 @@ from jaxreg.nn import SwiGLUFeedForward as SwiGLUFeedForward
 from jaxreg.nn import dropout as dropout
 
 # --- optim
+from jaxreg.optim import adam as adam
+from jaxreg.optim import adamw as adamw
+from jaxreg.optim import elastic_net_proximal as elastic_net_proximal
+from jaxreg.optim import group_lasso_proximal as group_lasso_proximal
+from jaxreg.optim import l1_proximal as l1_proximal
+from jaxreg.optim import proximal_sgd as proximal_sgd
+from jaxreg.optim import sgd as sgd
+
 # --- convergence
+from jaxreg.convergence import ConvergenceState as ConvergenceState
+from jaxreg.convergence import convergence_init as convergence_init
+from jaxreg.convergence import convergence_update as convergence_update
+from jaxreg.convergence import has_converged as has_converged
+from jaxreg.convergence import minimize as minimize
+
 # --- diagnostics
 from jaxreg.diagnostics import activation_entropy as activation_entropy
 from jaxreg.diagnostics import confidence_penalty as confidence_penalty
@@ -82,7 +96,17 @@ from jaxreg.diagnostics import magnitude_entropy as magnitude_entropy
 from jaxreg.diagnostics import output_entropy as output_entropy
 from jaxreg.diagnostics import parameter_entropy as parameter_entropy
 # --- solvers
+from jaxreg.solvers import elastic_net as elastic_net
+from jaxreg.solvers import lasso as lasso
+from jaxreg.solvers import regularization_path as regularization_path
+from jaxreg.solvers import ridge as ridge
+
 # --- fused
+from jaxreg.fused import fused_linear_cross_entropy as fused_linear_cross_entropy
+from jaxreg.fused import vocab_parallel_cross_entropy as vocab_parallel_cross_entropy
+from jaxreg.fused import (
+    vocab_parallel_fused_linear_cross_entropy as vocab_parallel_fused_linear_cross_entropy,
+)
 
 __version__ = "0.1.0"
 

@@ -111,9 +111,9 @@ class Linear(nnx.Module):
 
     Example:
       >>> from flax import nnx
-      >>> layer = Linear(3, 2, rngs=nnx.Rngs(0))
-      >>> print(layer.kernel.shape, layer(jnp.ones((4, 3), jnp.float32)).shape)
-      (3, 2) (4, 2)
+      >>> layer = Linear(6, 16, rngs=nnx.Rngs(0))
+      >>> print(layer.kernel.shape, layer(jnp.ones((4, 6), jnp.float32)).shape)
+      (6, 16) (4, 16)
     """
 
     def __init__(
@@ -237,10 +237,10 @@ class MLP(nnx.Module):
 
     Example:
       >>> from flax import nnx
-      >>> mlp = MLP([4, 8, 3], dropout=0.5, rngs=nnx.Rngs(0))
+      >>> mlp = MLP([6, 16, 16, 6], dropout=0.5, rngs=nnx.Rngs(0))
       >>> mlp.eval()  # dropout off
-      >>> print(mlp(jnp.ones((2, 4), jnp.float32)).shape)
-      (2, 3)
+      >>> print(mlp(jnp.ones((2, 6), jnp.float32)).shape)
+      (2, 6)
     """
 
     def __init__(

@@ -44,8 +44,8 @@ CHECK_EVERY = 10
 # --------------------------------------------------------------------------- inputs
 
 
-def _check_data(X: ArrayLike, y: ArrayLike) -> tuple[jax.Array, jax.Array]:
-    """``X`` ``[n, p]`` and ``y`` ``[n]`` as floating arrays of one compute dtype."""
+def _check_data(X: ArrayLike, y: ArrayLike) -> tuple[jax.Array, jax.Array, Any]:
+    """``X`` ``[n, p]`` and ``y`` ``[n]`` in their compute dtype, and the dtype to return."""
     X = _numerics.as_float_array(X, "X")
     y = _numerics.as_float_array(y, "y")
     if X.ndim != 2:
@@ -59,8 +59,9 @@ def _check_data(X: ArrayLike, y: ArrayLike) -> tuple[jax.Array, jax.Array]:
             f"`X` and `y` must have the same number of rows (samples), got X {X.shape} and "
             f"y {y.shape}."
         )
-    dtype = _numerics.compute_dtype(jnp.promote_types(X.dtype, y.dtype))
-    return X.astype(dtype), y.astype(dtype)
+    dtype = jnp.promote_types(X.dtype, y.dtype)
+    work = _numerics.compute_dtype(dtype)  # bf16/fp16 are solved in float32
+    return X.astype(work), y.astype(work), dtype
 
 
 def _check_alphas(alphas: Any, name: str) -> None:
@@ -111,11 +112,16 @@ def ridge(
       >>> print(jnp.round(coef, 4), jnp.round(intercept, 4))
       [ 2. -1.] 3.0
     """
-    X, y = _check_data(X, y)
+    X, y, dtype = _check_data(X, y)
     _check_alphas(alpha, "alpha")
+    coef, intercept = _ridge(X, y, jnp.asarray(alpha, X.dtype), fit_intercept=fit_intercept)
+    return coef.astype(dtype), intercept.astype(dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("fit_intercept",))
+def _ridge(X: jax.Array, y: jax.Array, alpha: jax.Array, *, fit_intercept: bool):
     Xc, yc, x_mean, y_mean = _center(X, y, fit_intercept)
     n, p = Xc.shape
-    alpha = jnp.asarray(alpha, X.dtype)
     if n >= p:
         A = Xc.T @ Xc + alpha * jnp.eye(p, dtype=X.dtype)
         coef = jax.scipy.linalg.solve(A, Xc.T @ yc, assume_a="pos")
@@ -221,7 +227,6 @@ class _FistaState(NamedTuple):
     n_iter: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("max_iter", "precompute"))
 def _solve(
     X: jax.Array,
     y: jax.Array,
@@ -290,21 +295,33 @@ def _penalized(
     max_iter: int,
     precompute: bool | str,
 ) -> tuple[jax.Array, jax.Array]:
-    """The elastic-net solutions for a vector of ``alphas``: ``([p, k], [k])``."""
-    X, y = _check_data(X, y)
+    """Elastic-net solutions: ``([p], scalar)`` for a scalar ``alphas``, else ``([p, k], [k])``."""
+    X, y, dtype = _check_data(X, y)
     _numerics.check_in_unit_interval(l1_ratio, "l1_ratio")
     _numerics.check_nonnegative(tol, "tol")
     if not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"`max_iter` must be a positive int, got {max_iter!r}.")
     if precompute not in ("auto", True, False):
         raise ValueError(f"`precompute` must be 'auto', True or False, got {precompute!r}.")
+    args = [jnp.asarray(a, X.dtype) for a in (alphas, l1_ratio, tol)]
+    static = dict(fit_intercept=fit_intercept, max_iter=max_iter, precompute=precompute)
+    W, b = _fit(X, y, *args, **static)
+    return W.astype(dtype), b.astype(dtype)
+
+
+_STATIC = ("fit_intercept", "max_iter", "precompute")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _fit(X, y, alphas, l1_ratio, tol, *, fit_intercept, max_iter, precompute):
+    """Centering, the solve and the intercepts, compiled once per configuration. A scalar
+    ``alphas`` gives ``([p], scalar)``, a vector ``([p, k], [k])``."""
     Xc, yc, x_mean, y_mean = _center(X, y, fit_intercept)
-    alphas = jnp.asarray(alphas, X.dtype)
-    rho = jnp.asarray(l1_ratio, X.dtype)
-    l1, l2 = alphas * rho, alphas * (1 - rho)
-    tol = jnp.asarray(tol, X.dtype)
+    a = jnp.reshape(alphas, (-1,))
+    l1, l2 = a * l1_ratio, a * (1 - l1_ratio)
     W = _solve(Xc, yc, l1, l2, tol, max_iter=max_iter, precompute=precompute)
-    return W, _intercept(W, x_mean, y_mean)
+    b = _intercept(W, x_mean, y_mean)
+    return (W[:, 0], b[0]) if alphas.ndim == 0 else (W, b)
 
 
 def elastic_net(
@@ -349,17 +366,21 @@ def elastic_net(
       [ 1.389 -0.668] 0.461
     """
     _check_alphas(alpha, "alpha")
-    W, b = _penalized(
+    if jnp.ndim(alpha) != 0:
+        raise ValueError(
+            f"`alpha` must be a scalar, got shape {jnp.shape(alpha)}; for many strengths use "
+            "`regularization_path` (or `jax.vmap`)."
+        )
+    return _penalized(
         X,
         y,
-        jnp.reshape(jnp.asarray(alpha), (1,)),
+        alpha,
         l1_ratio,
         fit_intercept=fit_intercept,
         tol=tol,
         max_iter=max_iter,
         precompute=precompute,
     )
-    return W[:, 0], b[0]
 
 
 def lasso(

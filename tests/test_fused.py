@@ -88,7 +88,7 @@ def test_value_and_gradients_equal_unfused(rng, dtype, tol):
     assert value[1].shape == (B, T)
 
 
-def test_second_derivatives(rng):
+def test_check_grads_first_and_second_order(rng):
     h, w, b, y = inputs(rng)
 
     def loss(h, w, b):
@@ -105,50 +105,41 @@ def test_forward_mode_is_documented_as_unsupported(rng):
         jax.jvp(lambda h: jf.fused_linear_cross_entropy(h, w, y), (h,), (h,))
 
 
-def test_every_label_ignored_gives_zero_and_zero_gradient(rng):
-    h, w, b, _ = inputs(rng)
-    y = np.full((B, T), -100)
-    value, grads = jax.jit(
-        jax.value_and_grad(
-            lambda h, w, b: jf.fused_linear_cross_entropy(h, w, y, bias=b), argnums=(0, 1, 2)
-        )
-    )(h, w, b)
-    assert float(value) == 0.0
-    for g in grads:
-        np.testing.assert_array_equal(g, 0.0)
-
-
-def test_extreme_logits_are_finite_and_exact(rng):
+def test_edge_cases(rng):
+    """One program for the edge cases: every label ignored (0, gradient 0); logits near
+    ±1e4 (finite, exact); a label out of range (NaN row, like the unfused loss); no rows."""
     h, w, b, y = inputs(rng)
-    w = w * (1e4 / np.abs(h @ w).max())  # logits up to ±1e4
+    ignored = np.full((B, T), -100)
+    w_big = w * (1e4 / np.abs(h @ w).max())
+    y_bad = y.copy()
+    y_bad[1, 1] = V
 
-    def loss(fn):
-        return jax.jit(jax.value_and_grad(lambda h, w: fn(h, w, y, chunk_size=3), argnums=(0, 1)))
-
-    got, want = loss(jf.fused_linear_cross_entropy)(h, w), loss(unfused)(h, w)
-    assert_finite(got)
-    for a, e in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-        assert rel_err(a, e) <= 1e-12
-
-
-def test_label_out_of_range_is_nan_like_the_unfused_loss(rng):
-    h, w, _, y = inputs(rng)
-    y = y.copy()
-    y[1, 1] = V
+    def value_and_grads(fn, h, w, y, **kwargs):
+        return jax.value_and_grad(lambda h, w: fn(h, w, y, **kwargs), argnums=(0, 1))(h, w)
 
     @jax.jit
-    def rows(h, w):
-        return [fn(h, w, y, reduction="none") for fn in (jf.fused_linear_cross_entropy, unfused)]
+    def edges(h, w, w_big):
+        fused, ref = jf.fused_linear_cross_entropy, unfused
+        return {
+            "ignored": value_and_grads(fused, h, w, ignored, bias=b),
+            "extreme": value_and_grads(fused, h, w_big, y, chunk_size=3),
+            "extreme_ref": value_and_grads(ref, h, w_big, y),
+            "bad": [fn(h, w, y_bad, reduction="none") for fn in (fused, ref)],
+            "empty": fused(h[:0, 0], w, y[:0, 0]),
+        }
 
-    got, want = rows(h, w)
+    out = edges(h, w, w_big)
+    value, grads = out["ignored"]
+    assert float(value) == 0.0 and all(not np.any(g) for g in grads)
+    assert_finite(out["extreme"])
+    for got, want in zip(
+        *(jax.tree.leaves(out[k]) for k in ("extreme", "extreme_ref")), strict=True
+    ):
+        assert rel_err(got, want) <= 1e-12
+    got, want = out["bad"]
     assert np.isnan(got[1, 1]) and np.isnan(want[1, 1])
     assert np.isfinite(np.delete(np.asarray(got).ravel(), T + 1)).all()
-
-
-def test_empty_batch_is_zero(rng):
-    _, w, _, _ = inputs(rng)
-    loss = jax.jit(jf.fused_linear_cross_entropy)
-    assert float(loss(np.zeros((0, D)), w, np.zeros(0, np.int32))) == 0.0
+    assert float(out["empty"]) == 0.0
 
 
 def test_float16_is_reduced_in_float32(rng):
@@ -242,10 +233,11 @@ def test_bad_input_raises_at_trace_time(rng, call, error, match):
         jax.jit(call)(h, w, b, y)
 
 
-def test_default_chunk_size_follows_the_shapes():
-    assert jf._default_chunk_size(8, 50) == 50  # small: one chunk
-    assert jf._default_chunk_size(8192, 128256) == 512  # 2**22 logits, a multiple of 128
-    assert jf._default_chunk_size(10**7, 128256) == 128  # never below 128
+def test_default_chunk_size_follows_the_shapes_and_backend():
+    assert jf._default_chunk_size(8, 50, "cpu") == 50  # small: one chunk
+    assert jf._default_chunk_size(8192, 128256, "cpu") == 128  # 2**20 logits: cache-sized
+    assert jf._default_chunk_size(8192, 128256, "gpu") == 1024  # 2**23 logits
+    assert jf._default_chunk_size(10**7, 128256, "cpu") == 128  # never below 128
 
 
 # --------------------------------------------------------------------------- memory

@@ -157,19 +157,6 @@ def test_masking_equals_slicing(rng):
         np.testing.assert_array_equal(grad_ent[i][~keep], 0.0)
 
 
-def test_masked_check_grads(rng):
-    x = generic_point(rng, (3, 4))
-    mask = random_mask(rng, x.shape)
-    weights = rng.normal(size=x.shape)
-    masked_log_softmax = finite_weighted_sum(lambda v: log_softmax(v, where=mask), weights)
-
-    def all_masked(v: jax.Array) -> tuple[jax.Array, ...]:
-        masked = (logsumexp, softmax, entropy_from_logits)
-        return (*(fn(v, where=mask) for fn in masked), masked_log_softmax(v))
-
-    check_grads64(all_masked, (x,), order=2)
-
-
 MASKED_ROWS = {logsumexp: -INF, softmax: 0.0, log_softmax: -INF, entropy_from_logits: 0.0}
 
 
@@ -177,6 +164,7 @@ def test_fully_masked_rows(rng):
     x = rng.normal(size=(3, 4))
     x[1] = [5.0, 1e4, -2.0, 0.0]
     mask = random_mask(rng, x.shape)
+    mask[:, :2] = True  # two kept entries: non-constant rows, non-zero gradients
     mask[1] = False
     weights = rng.normal(size=x.shape)
     fns = {
@@ -249,26 +237,25 @@ def test_information_identities(a, b):
 
 # ----------------------------------------------------------------------------- gradients
 
-CHECKED: dict[str, tuple[Callable, int]] = {
-    "logsumexp": (logsumexp, 1),
-    "softmax": (softmax, 1),
-    "log_softmax": (log_softmax, 1),
-    "self_information": (self_information, 1),
-    "entropy": (entropy, 1),
-    "entropy_from_logits": (entropy_from_logits, 1),
-    "cross_entropy": (cross_entropy, 2),
-    "kl_divergence": (kl_divergence, 2),
-    "kl_divergence_from_logits": (kl_divergence_from_logits, 2),
-    "js_divergence": (js_divergence, 2),
-}
 
-
-@pytest.mark.parametrize("name", list(CHECKED))
-def test_check_grads(rng, name):
-    fn, arity = CHECKED[name]
+def test_check_grads(rng):
+    """Every function, masked variants included, in one program (check_grads compiles a dozen)."""
+    x = generic_point(rng, (3, 4))
+    mask = random_mask(rng, x.shape)
     # Entries of order 1/4, so finite differences stay far from the boundary p = 0.
-    args = tuple(sps.softmax(0.3 * rng.normal(size=(3, 4)), axis=-1) for _ in range(arity))
-    check_grads64(fn, args, order=2)
+    p, q = (sps.softmax(0.3 * rng.normal(size=(3, 4)), axis=-1) for _ in range(2))
+
+    def everything(x: jax.Array, p: jax.Array, q: jax.Array) -> dict[str, jax.Array]:
+        out = {fn.__name__: fn(x) for fn in (logsumexp, softmax, log_softmax, entropy_from_logits)}
+        for fn in (logsumexp, softmax, entropy_from_logits):
+            out[f"{fn.__name__}[where]"] = fn(x, where=mask)
+        out["log_softmax[where]"] = jnp.where(mask, log_softmax(x, where=mask), 0.0)
+        out |= {fn.__name__: fn(p) for fn in (self_information, entropy)}
+        out |= {fn.__name__: fn(p, q) for fn in (cross_entropy, kl_divergence, js_divergence)}
+        out["kl_divergence_from_logits"] = kl_divergence_from_logits(x, jnp.flip(x, 0))
+        return out
+
+    check_grads64(everything, (x, p, q), order=2, jit=True)
 
 
 # ----------------------------------------------------------------------------- edge cases

@@ -68,7 +68,21 @@ from torch_ref.nn import SwiGLUFeedForward as SwiGLUFeedForward
 from torch_ref.nn import dropout as dropout
 
 # --- optim
+from torch_ref.optim import adam as adam
+from torch_ref.optim import adamw as adamw
+from torch_ref.optim import elastic_net_proximal as elastic_net_proximal
+from torch_ref.optim import group_lasso_proximal as group_lasso_proximal
+from torch_ref.optim import l1_proximal as l1_proximal
+from torch_ref.optim import proximal_sgd as proximal_sgd
+from torch_ref.optim import sgd as sgd
+
 # --- convergence
+from torch_ref.convergence import ConvergenceState as ConvergenceState
+from torch_ref.convergence import convergence_init as convergence_init
+from torch_ref.convergence import convergence_update as convergence_update
+from torch_ref.convergence import has_converged as has_converged
+from torch_ref.convergence import minimize as minimize
+
 # --- diagnostics
 from torch_ref.diagnostics import activation_entropy as activation_entropy
 from torch_ref.diagnostics import confidence_penalty as confidence_penalty
@@ -80,7 +94,17 @@ from torch_ref.diagnostics import magnitude_entropy as magnitude_entropy
 from torch_ref.diagnostics import output_entropy as output_entropy
 from torch_ref.diagnostics import parameter_entropy as parameter_entropy
 # --- solvers
+from torch_ref.solvers import elastic_net as elastic_net
+from torch_ref.solvers import lasso as lasso
+from torch_ref.solvers import regularization_path as regularization_path
+from torch_ref.solvers import ridge as ridge
+
 # --- fused
+from torch_ref.fused import fused_linear_cross_entropy as fused_linear_cross_entropy
+from torch_ref.fused import vocab_parallel_cross_entropy as vocab_parallel_cross_entropy
+from torch_ref.fused import (
+    vocab_parallel_fused_linear_cross_entropy as vocab_parallel_fused_linear_cross_entropy,
+)
 
 from types import ModuleType as _ModuleType  # noqa: E402
 

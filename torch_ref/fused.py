@@ -28,8 +28,10 @@ __all__ = [
 ]
 
 _REDUCTIONS = ("none", "mean", "sum")
-# The same default as jaxreg: about this many logits per chunk, a multiple of 128.
-_CHUNK_ELEMENTS = 2**22
+# The same defaults as jaxreg: about this many logits per chunk (cache-sized on a CPU,
+# larger on an accelerator), a multiple of 128.
+_CHUNK_ELEMENTS = {"cpu": 2**20}
+_CHUNK_ELEMENTS_ACCELERATOR = 2**23
 _CHUNK_MULTIPLE = 128
 
 
@@ -94,9 +96,10 @@ def _check_linear(
     return hidden, weight, bias, labels
 
 
-def _chunk_size(chunk_size: int | None, num_rows: int, vocab: int) -> int:
+def _chunk_size(chunk_size: int | None, hidden: torch.Tensor, vocab: int) -> int:
     if chunk_size is None:
-        chunk_size = _CHUNK_ELEMENTS // max(num_rows, 1)
+        elements = _CHUNK_ELEMENTS.get(hidden.device.type, _CHUNK_ELEMENTS_ACCELERATOR)
+        chunk_size = elements // max(hidden.shape[0], 1)
         chunk_size = max(_CHUNK_MULTIPLE, chunk_size // _CHUNK_MULTIPLE * _CHUNK_MULTIPLE)
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"`chunk_size` must be a positive int or None, got {chunk_size!r}.")
@@ -284,7 +287,7 @@ def _fused(
     hidden = hidden.reshape(-1, hidden.shape[-1])
     labels = labels.reshape(-1)
     vocab = weight.shape[1]
-    size = _chunk_size(chunk_size, hidden.shape[0], vocab)
+    size = _chunk_size(chunk_size, hidden, vocab)
     with_sum = bool(label_smoothing)
     rank, shards = _group_rank_and_size(group) if sharded else (0, 1)
     if shards > 1:
@@ -327,7 +330,8 @@ def fused_linear_cross_entropy(
       labels: ``[...]`` integer class ids or ``ignore_index``.
       bias: optional ``(V,)``.
       ignore_index, label_smoothing, reduction: as in ``F.cross_entropy``.
-      chunk_size: vocab columns per step (``None``: about ``2**22`` logits per chunk).
+      chunk_size: vocab columns per step (``None``: about ``2**20`` logits per chunk on a
+        CPU, ``2**23`` on a GPU).
 
     Returns:
       The loss in ``hidden``'s dtype: a scalar, or ``[...]`` for ``reduction="none"``.

@@ -1,0 +1,65 @@
+"""Smoke tests of ``examples/``: each runs in quick mode and writes its figures; twins agree."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+#: ``examples`` is a folder of scripts at the repository root, not an installed package.
+ROOT = Path(__file__).resolve().parents[1]
+
+#: example module -> the figures (PNG names) it writes.
+FIGURES = {
+    "norm_convergence": ["norm_convergence"],
+    "seed000_entropy_training": ["seed000_entropy_training"],
+    "seed000_five_entropies": ["seed000_five_entropies"],
+    "seed000_regularized_regression": ["seed000_regularized_regression", "solution_space"],
+    "seed001_classification": ["seed001_classification"],
+    "seed001_deep_nets": ["seed001_deep_nets"],
+    "seed001_linear_regression": ["seed001_linear_regression"],
+    "seed001_weight_decay": ["seed001_weight_decay"],
+    "seed002_information": ["seed002_information", "seed002_activations", "seed002_swiglu"],
+    "seed003_weight_decay_sin": ["seed003_weight_decay_sin"],
+    "seed004_sparsity": ["seed004_sparsity", "ridge_lasso_paths"],
+    "solution_space": ["solution_space", "ridge_lasso_paths"],
+}
+
+
+@pytest.fixture(autouse=True)
+def _examples_importable(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+
+
+def assert_figure(path) -> None:
+    """``path`` is a PNG of a real figure: not tiny, not blank, several colours."""
+    import matplotlib.image
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+    image = matplotlib.image.imread(path)
+    height, width = image.shape[:2]
+    assert height >= 300 and width >= 500, (path, image.shape)
+    rgb = image[..., :3].reshape(-1, 3)
+    assert rgb.std(axis=0).min() > 0.02, f"{path} looks blank"
+    assert len(np.unique(np.round(rgb * 8), axis=0)) >= 8, f"{path} has too few colours"
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_example_writes_its_figures(name, tmp_path):
+    module = importlib.import_module(f"examples.{name}")
+    module.main(["--quick", "--out", str(tmp_path)])
+    written = sorted(p.stem for p in tmp_path.glob("*.png"))
+    assert written == sorted(FIGURES[name])
+    for stem in written:
+        assert_figure(tmp_path / f"{stem}.png")
+
+
+def test_seed003_torch_twin_matches_in_float64(tmp_path):
+    pytest.importorskip("torch")
+    from examples import seed003_weight_decay_sin
+
+    differences = seed003_weight_decay_sin.main(["--quick", "--torch", "--out", str(tmp_path)])
+    assert set(differences) == {"loss", "test", "norm"}
+    assert max(differences.values()) <= 1e-10, differences
