@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -94,7 +95,19 @@ def train_jax(model: nnx.Module, data: tuple[np.ndarray, ...], steps: int) -> di
         final[name], runs[name] = _train.fit(
             loss_fn, params, sgd, steps, hyper=hyper(name), desc=f"jax {name}", evaluate=evaluate
         )
-    return runs, {name: (lambda g, p=p: apply(p, g)) for name, p in final.items()}
+
+    @_train.jit
+    def confidence_maps(grid, finals):
+        """The max class probability on ``grid``, and the mean entropy there, per run."""
+        logits = {name: apply(p, grid) for name, p in finals.items()}
+        return {
+            name: (jnp.max(jaxreg.softmax(z), axis=-1), jaxreg.output_entropy(z))
+            for name, z in logits.items()
+        }
+
+    g = np.linspace(-3.5, 3.5, 140)
+    grid = jnp.asarray(np.stack(np.meshgrid(g, g), axis=-1).reshape(-1, 2))
+    return runs, jax.tree.map(np.asarray, confidence_maps(grid, final))
 
 
 def train_torch(model: nnx.Module, data: tuple[np.ndarray, ...], name: str, steps: int) -> dict:
@@ -120,7 +133,7 @@ def train_torch(model: nnx.Module, data: tuple[np.ndarray, ...], name: str, step
     return _train.torch_fit(loss_fn, optimizer, steps, desc=f"torch {name}")
 
 
-def plot(runs: dict, predictors: dict, data: tuple[np.ndarray, ...], steps: int, out) -> None:
+def plot(runs: dict, maps: dict, data: tuple[np.ndarray, ...], steps: int, out) -> None:
     """Entropy, test cross-entropy and accuracy over training; confidence maps of three runs."""
     plt = _common.pyplot()
     fig, axes = plt.subplots(2, 3, figsize=(15, 9))
@@ -137,17 +150,15 @@ def plot(runs: dict, predictors: dict, data: tuple[np.ndarray, ...], steps: int,
         ax.set_xlabel("SGD step (full batch)")
     axes[0, 2].legend(fontsize=8)
     g1, g2 = np.meshgrid(np.linspace(-3.5, 3.5, 140), np.linspace(-3.5, 3.5, 140))
-    grid = jnp.asarray(np.stack([g1.ravel(), g2.ravel()], axis=-1))
     x, y = data[0], data[1]
     shown = [list(OBJECTIVES)[i] for i in (2, 0, 3)]
     for ax, name in zip(axes[1], shown, strict=True):
-        logits = predictors[name](grid)
-        confidence = np.asarray(jnp.max(jaxreg.softmax(logits), axis=-1)).reshape(g1.shape)
+        confidence, h = maps[name]
+        confidence = confidence.reshape(g1.shape)
         im = ax.contourf(g1, g2, confidence, levels=np.linspace(1 / 3, 1, 13), cmap="viridis")
         for k, color in enumerate(["tab:red", "tab:orange", "white"]):
             ax.scatter(*x[y == k].T, color=color, s=10, edgecolors="k", linewidths=0.3)
-        h = float(jaxreg.output_entropy(logits))
-        ax.set(title=f"{name}\nmax probability; mean entropy on the grid {h:.2f}")
+        ax.set(title=f"{name}\nmax probability; mean entropy on the grid {float(h):.2f}")
         ax.set(xlabel="$x_1$", ylabel="$x_2$", xlim=(-3.5, 3.5), ylim=(-3.5, 3.5), aspect="equal")
     fig.colorbar(im, ax=axes[1, 2], shrink=0.8, label="max class probability", format="%.2f")
     fig.suptitle(
@@ -165,13 +176,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     rng = np.random.default_rng(0)
     data = (*blobs(50, rng), *blobs(300, rng))
     model = jaxreg.Linear(2, 3, param_dtype=dtype, rngs=nnx.Rngs(0))
-    runs, predictors = train_jax(model, data, steps)
+    runs, maps = train_jax(model, data, steps)
     for name, c in runs.items():
         print(
             f"{name:28s} entropy {c['entropy'][-1]:.3f}  test CE {c['test_ce'][-1]:.3f}  "
             f"accuracy {c['accuracy'][-1]:.3f}"
         )
-    plot(runs, predictors, data, steps, args.out)
+    plot(runs, maps, data, steps, args.out)
     if not args.torch:
         return {}
     twins = {name: train_torch(model, data, name, steps) for name in OBJECTIVES}

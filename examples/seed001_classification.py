@@ -202,9 +202,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     print(f"softmax regression: test accuracy {softmax['test_acc'][-1]:.3f}")
     print(f"logistic regression: accuracy {logistic['accuracy'][-1]:.3f}")
     apply = _train.split_model(models[1])[0]
+    probability = _train.jit(lambda p, points: jaxreg.sigmoid(apply(p, points)[:, 0]))
 
     def predict(points):
-        return np.asarray(jaxreg.sigmoid(apply(fitted, jnp.asarray(points))[:, 0]))
+        return np.asarray(probability(fitted, jnp.asarray(points)))
 
     plot(softmax, np.asarray(trained["kernel"][...]), logistic, predict, blobs, args.out)
     if not args.torch:

@@ -49,53 +49,78 @@ ACTIVATIONS = {
 }
 
 
-def check_identities(rng: np.random.Generator, n: int, classes: int = 5) -> dict[str, np.ndarray]:
-    """``H(P, Q) − H(P)`` and ``KL(P‖Q)`` for ``n`` random pairs, a third of ``P`` with zeros."""
+P0 = 0.3  # the fixed Bernoulli P of the cross-entropy picture
+
+
+def random_pairs(rng: np.random.Generator, n: int, classes: int = 5) -> tuple[np.ndarray, ...]:
+    """``n`` random pairs of distributions; a third of the ``P`` have zero probabilities."""
     p = rng.dirichlet(np.ones(classes), size=n)
     q = rng.dirichlet(np.ones(classes), size=n)
-    p[::3, : classes // 2] = 0.0  # some zero probabilities: 0·log 0 = 0
-    p /= p.sum(axis=-1, keepdims=True)
-    p, q = jnp.asarray(p), jnp.asarray(q)
-    h_p, h_pq = jaxreg.entropy(p), jaxreg.cross_entropy(p, q)
-    return {
-        "gap": np.asarray(h_pq - h_p),
-        "kl": np.asarray(jaxreg.kl_divergence(p, q)),
-        "h_p": np.asarray(h_p),
-    }
+    p[::3, : classes // 2] = 0.0  # 0·log 0 = 0
+    return p / p.sum(axis=-1, keepdims=True), q
 
 
-def plot_information(checks: dict[str, np.ndarray], out) -> None:
+@_train.jit
+def information(p: jax.Array, q: jax.Array) -> dict[str, jax.Array]:
+    """The identity check on the pairs ``(p, q)``, and the curves of the first figure."""
+    h_p = jaxreg.entropy(p)
+    curves = {"gap": jaxreg.cross_entropy(p, q) - h_p, "kl": jaxreg.kl_divergence(p, q), "h_p": h_p}
+    prob = jnp.linspace(1e-3, 1.0, 400, dtype=p.dtype)
+    curves["prob"], curves["self_information"] = prob, jaxreg.self_information(prob, base=2)
+    grid = jnp.linspace(0.01, 0.99, 300, dtype=p.dtype)
+    bern = jnp.stack([grid, 1.0 - grid], axis=-1)
+    fixed = jnp.broadcast_to(jnp.asarray([P0, 1.0 - P0], p.dtype), bern.shape)
+    curves["q"], curves["h_q"] = grid, jaxreg.entropy(bern, base=2)
+    curves["h_pq"] = jaxreg.cross_entropy(fixed, bern, base=2)
+    curves["kl_pq"] = jaxreg.kl_divergence(fixed, bern, base=2)
+    curves["h_p0"] = jaxreg.entropy(fixed[0], base=2)
+    curves["certain_fair"] = jaxreg.entropy(jnp.asarray([[1.0, 0.0], [0.5, 0.5]], p.dtype))
+    return curves
+
+
+@_train.jit
+def swiglu_block(x: jax.Array) -> jax.Array:
+    """A freshly initialized ``SwiGLUFeedForward(64, multiple_of=32)`` applied to ``x``."""
+    ff = jaxreg.SwiGLUFeedForward(64, multiple_of=32, param_dtype=x.dtype, rngs=nnx.Rngs(0))
+    return ff(x)
+
+
+@_train.jit
+def activations(x: jax.Array, a: jax.Array, b: jax.Array) -> dict[str, jax.Array]:
+    """Every activation and its derivative on ``x``; GLU and SwiGLU on the grid ``(a, b)``."""
+    table = {name: (f(x), jax.vmap(jax.grad(f))(x)) for name, f in ACTIVATIONS.items()}
+    ab = jnp.stack([a, b], axis=-1)
+    table["GLU: a·σ(b)"] = jaxreg.glu(ab)[..., 0]
+    table["SwiGLU: silu(a)·b"] = jaxreg.swiglu(ab)[..., 0]
+    return table
+
+
+def plot_information(c: dict[str, np.ndarray], out) -> None:
     """Self-information, the Bernoulli H / H(p, q) / KL picture, and the identity check."""
     plt = _common.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
-    p = jnp.linspace(1e-3, 1.0, 400)
-    axes[0].plot(p, jaxreg.self_information(p, base=2))
+    axes[0].plot(c["prob"], c["self_information"])
     axes[0].set(title="Self-information I(x) = −log₂ P(x)", xlabel="P(x)", ylabel="bits")
     axes[0].set_ylim(0, 10)
     ax = axes[1]
-    p0 = 0.3
-    q = jnp.linspace(0.01, 0.99, 300)
-    two = lambda a: jnp.stack([a, 1.0 - a], axis=-1)  # noqa: E731
-    pp = jnp.broadcast_to(two(jnp.asarray(p0)), (len(q), 2))
-    h_p = float(jaxreg.entropy(two(jnp.asarray(p0)), base=2))
-    h_pq = jaxreg.cross_entropy(pp, two(q), base=2)
-    kl = jaxreg.kl_divergence(pp, two(q), base=2)
-    ax.plot(q, jaxreg.entropy(two(q), base=2), color="gray", label="H(Q): entropy of Bernoulli(q)")
-    ax.plot(q, h_pq, color="tab:blue", label=f"H(P, Q), P = Bernoulli({p0})")
+    q, h_p = c["q"], float(c["h_p0"])
+    ax.plot(q, c["h_q"], color="gray", label="H(Q): entropy of Bernoulli(q)")
+    ax.plot(q, c["h_pq"], color="tab:blue", label=f"H(P, Q), P = Bernoulli({P0})")
     ax.axhline(h_p, color="tab:green", ls="--", label=f"H(P) = {h_p:.3f} bits")
-    ax.fill_between(q, h_p, h_pq, color="tab:orange", alpha=0.3, label="KL(P‖Q) = H(P, Q) − H(P)")
-    ax.plot(q, kl, color="tab:orange")
-    ax.axvline(p0, color="k", lw=0.5)
+    gap = "KL(P‖Q) = H(P, Q) − H(P)"
+    ax.fill_between(q, h_p, c["h_pq"], color="tab:orange", alpha=0.3, label=gap)
+    ax.plot(q, c["kl_pq"], color="tab:orange")
+    ax.axvline(P0, color="k", lw=0.5)
     ax.set(title="Cross-entropy ≥ entropy; the gap is the KL", xlabel="q", ylabel="bits")
     ax.set_ylim(0, 3)
     ax.legend(fontsize=8)
     ax = axes[2]
-    err = float(np.max(np.abs(checks["gap"] - checks["kl"])))
-    ax.scatter(checks["gap"], checks["kl"], s=8, c=checks["h_p"], cmap="viridis")
-    top = float(checks["kl"].max())
+    err = float(np.max(np.abs(c["gap"] - c["kl"])))
+    ax.scatter(c["gap"], c["kl"], s=8, c=c["h_p"], cmap="viridis")
+    top = float(c["kl"].max())
     ax.plot([0, top], [0, top], "k--", lw=0.8)
     ax.set(
-        title=f"KL = H(P,Q) − H(P) on {len(checks['kl'])} random pairs\n"
+        title=f"KL = H(P,Q) − H(P) on {len(c['kl'])} random pairs\n"
         f"(max |difference| {err:.1e}; colour: H(P))",
         xlabel="H(P, Q) − H(P)  [nats]",
         ylabel="KL(P‖Q)  [nats]",
@@ -104,23 +129,23 @@ def plot_information(checks: dict[str, np.ndarray], out) -> None:
     _common.save(fig, out, "seed002_information")
 
 
-def plot_activations(out) -> None:
-    """Each activation with its derivative (``jax.grad``); the SwiGLU surface."""
+def plot_activations(dtype, out, *, quick: bool = False) -> None:
+    """Each activation with its derivative (``jax.grad``); the GLU and SwiGLU surfaces."""
     plt = _common.pyplot()
     fig, axes = plt.subplots(2, 5, figsize=(19, 7.5))
-    x = jnp.linspace(-5.0, 5.0, 501)
-    for ax, (name, f) in zip(axes.ravel(), ACTIVATIONS.items(), strict=False):
-        ax.plot(x, f(x), label="f(x)")
-        ax.plot(x, jax.vmap(jax.grad(f))(x), ls="--", label="f'(x)")
+    x = np.linspace(-5.0, 5.0, 201 if quick else 501)
+    a, b = np.meshgrid(*[np.linspace(-3, 3, 41 if quick else 121)] * 2)
+    table = jax.tree.map(np.asarray, activations(*(jnp.asarray(v, dtype) for v in (x, a, b))))
+    for ax, name in zip(axes.ravel(), ACTIVATIONS, strict=False):
+        f, df = table[name]
+        ax.plot(x, f, label="f(x)")
+        ax.plot(x, df, ls="--", label="f'(x)")
         ax.axhline(0, color="k", lw=0.4)
         ax.axvline(0, color="k", lw=0.4)
         ax.set(title=name, xlabel="x", ylim=(-1.5, 3))
         ax.legend(fontsize=8)
-    a, b = jnp.meshgrid(jnp.linspace(-3, 3, 121), jnp.linspace(-3, 3, 121))
-    gated = (("GLU: a·σ(b)", jaxreg.glu), ("SwiGLU: silu(a)·b", jaxreg.swiglu))
-    for ax, (name, f) in zip(axes[1, 3:], gated, strict=True):
-        z = f(jnp.stack([a, b], axis=-1))[..., 0]
-        im = ax.contourf(a, b, z, levels=21, cmap="RdBu_r")
+    for ax, name in zip(axes[1, 3:], ("GLU: a·σ(b)", "SwiGLU: silu(a)·b"), strict=True):
+        im = ax.contourf(a, b, table[name], levels=21, cmap="RdBu_r")
         ax.set(title=name, xlabel="a (first half)", ylabel="b (second half)", aspect="equal")
         fig.colorbar(im, ax=ax, shrink=0.8)
     fig.suptitle(
@@ -179,22 +204,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Checks the identities, prints a few values and writes three figures."""
     args = _common.parser(__doc__.splitlines()[0], trains=False).parse_args(argv)
     dtype = _train.use_float64()
-    rng = np.random.default_rng(0)
-    checks = check_identities(rng, 60 if args.quick else 600)
-    err = np.max(np.abs(checks["gap"] - checks["kl"]))
-    print(f"max |H(P,Q) − H(P) − KL(P‖Q)| over {len(checks['kl'])} pairs: {err:.2e}")
-    print(f"min KL: {checks['kl'].min():.2e} (≥ 0)")
-    certain, fair = jnp.asarray([1.0, 0.0]), jnp.asarray([0.5, 0.5])
-    print(
-        f"H([1, 0]) = {float(jaxreg.entropy(certain)):.4f}, "
-        f"H([½, ½]) = {float(jaxreg.entropy(fair)):.4f} = log 2"
-    )
-    plot_information(checks, args.out)
-    plot_activations(args.out)
+    p, q = random_pairs(np.random.default_rng(0), 60 if args.quick else 600)
+    curves = jax.tree.map(np.asarray, information(jnp.asarray(p, dtype), jnp.asarray(q, dtype)))
+    err = np.max(np.abs(curves["gap"] - curves["kl"]))
+    print(f"max |H(P,Q) − H(P) − KL(P‖Q)| over {len(p)} pairs: {err:.2e}")
+    print(f"min KL: {curves['kl'].min():.2e} (≥ 0)")
+    h = curves["certain_fair"]
+    print(f"H([1, 0]) = {h[0]:.4f}, H([½, ½]) = {h[1]:.4f} = log 2")
+    plot_information(curves, args.out)
+    plot_activations(dtype, args.out, quick=args.quick)
     dims = 2 ** np.arange(7, 11 if args.quick else 14)
-    ff = jaxreg.SwiGLUFeedForward(64, multiple_of=32, param_dtype=dtype, rngs=nnx.Rngs(0))
-    y = ff(jax.random.normal(jax.random.key(0), (4, 64), dtype))
-    print(f"SwiGLUFeedForward(64, multiple_of=32): hidden {ff.hidden_dim}, output {y.shape}")
+    y = swiglu_block(jnp.asarray(np.random.default_rng(0).standard_normal((4, 64)), dtype))
+    hidden = llama_sizes([64], 32)[0]
+    print(f"SwiGLUFeedForward(64, multiple_of=32): hidden {hidden}, output {y.shape}")
     plot_swiglu(dims, args.out)
 
 

@@ -49,18 +49,30 @@ def data_loss(w: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return 0.5 * np.mean(r**2, axis=-1)
 
 
+@_train.jit
+def _lasso_path(x: jax.Array, y: jax.Array, lams: jax.Array) -> jax.Array:
+    return jaxreg.solvers.regularization_path(x, y, lams)[0]
+
+
+@_train.jit
+def _ridge_path(x: jax.Array, y: jax.Array, lams: jax.Array) -> jax.Array:
+    return jax.vmap(lambda lam: jaxreg.solvers.ridge(x, y, x.shape[0] * lam)[0])(lams)
+
+
 def lasso(x: np.ndarray, y: np.ndarray, lam: np.ndarray | float) -> np.ndarray:
     """The lasso optima ``argmin L(w) + λ‖w‖₁`` for each ``λ`` (scikit-learn's ``alpha``)."""
-    lams = jnp.asarray(np.atleast_1d(lam), jnp.float64)
-    coefs, _ = jaxreg.solvers.regularization_path(jnp.asarray(x), jnp.asarray(y), lams)
-    return np.asarray(coefs)
+    return _solve(_lasso_path, x, y, lam)
 
 
 def ridge(x: np.ndarray, y: np.ndarray, lam: np.ndarray | float) -> np.ndarray:
     """The ridge optima ``argmin L(w) + λ·½‖w‖²`` for each ``λ``: scikit-learn's ``alpha = n·λ``."""
-    alphas = len(y) * jnp.asarray(np.atleast_1d(lam), jnp.float64)
-    solve = jax.vmap(lambda a: jaxreg.solvers.ridge(jnp.asarray(x), jnp.asarray(y), a)[0])
-    return np.asarray(solve(alphas))
+    return _solve(_ridge_path, x, y, lam)
+
+
+def _solve(path, x: np.ndarray, y: np.ndarray, lam: np.ndarray | float) -> np.ndarray:
+    """``path`` (jitted) on float64 arrays; one row of coefficients per ``λ``."""
+    args = (np.asarray(x), np.asarray(y), np.atleast_1d(np.asarray(lam, np.float64)))
+    return np.asarray(path(*(jnp.asarray(a, jnp.float64) for a in args)))
 
 
 def _region(ax, kind: str, radius: float, color: str) -> None:
@@ -86,8 +98,8 @@ def plot_solution_space(out: Path, *, quick: bool = False) -> Path:
         ("L2", ridge, "tab:blue", r"$\|w\|_2$", r"L2: $\min L(w) + \lambda\frac{1}{2}\|w\|_2^2$"),
     ]
     for ax, (kind, solve, color, norm, title) in zip(axes, specs, strict=True):
-        w_lam = solve(x, y, LAMBDA)[0]
-        path = solve(x, y, lams)
+        *path, w_lam = solve(x, y, np.append(lams, LAMBDA))  # one solve for all
+        path = np.stack(path)
         radius = np.abs(w_lam).sum() if kind == "L1" else np.linalg.norm(w_lam)
         levels = np.sort(data_loss(ols, x, y) + np.geomspace(0.02, 4.0, 8))
         ax.contour(g1, g2, surface, levels=levels, colors="gray", linewidths=0.8)

@@ -3,11 +3,13 @@
 Values and gradients with respect to ``hidden``, ``weight`` and ``bias`` in float32 and
 float64: the chunked loss against torch_ref's chunked ``autograd.Function`` and against
 ``F.cross_entropy(hidden @ weight + bias, labels)``, with ``ignore_index``, label
-smoothing, the three reductions, leading batch dimensions and chunk sizes that do not
-divide the vocabulary. The vocab-parallel functions run here on shards simulated with
-``jax.vmap(..., axis_name=...)`` (the collectives are the same as under ``shard_map``),
-against torch_ref in a single process; ``tests/test_sharded.py`` runs them on 8
-devices.
+smoothing, per-row losses, leading batch dimensions and chunk sizes that do not divide
+the vocabulary, plus generated shapes. The vocab-parallel functions run here on shards
+simulated with ``jax.vmap(..., axis_name=...)`` (the collectives are the same as under
+``shard_map``), against torch_ref in a single process; ``tests/test_sharded.py`` runs
+them on 8 devices. torch_ref's own conventions (every label ignored: 0, not NaN) and
+errors are checked too. Each variant is a compiled loop, so the variants are few; the
+other options are checked against ``jaxreg.softmax_cross_entropy`` in tests/.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Shared assertions for the jaxreg test-suite: finiteness, edge-case rules, low precision.
 
-Compilation is what these tests spend their time on, so the helpers that evaluate several
+Compilation is what these tests spend their time on, so the functions here that evaluate several
 quantities (value, gradient, Hessian of many functions) build one jitted program for all of
 them and report every failing entry by name.
 """
@@ -19,6 +19,9 @@ from jax.test_util import check_grads
 BF16_RTOL = 2.0**-8
 #: One fp16 ulp, relative (11 significand bits).
 FP16_RTOL = 2.0**-10
+#: For test programs compiled once and run once: XLA's backend optimizations cost more
+#: compile time than they save (IEEE semantics are unchanged: no fast math either way).
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
 #: dtype, relative tolerance (one ulp), absolute tolerance (the subnormal spacing).
 LOW_PRECISION = {
     "bfloat16": (jnp.bfloat16, BF16_RTOL, 0.0),
@@ -80,7 +83,7 @@ def value_grad_hessian(
             out[key] = (scalar(*a), grad(*a), jax.jacfwd(grad)(*a))
         return out
 
-    return jax.jit(all_of)(*args)
+    return jax.jit(all_of, compiler_options=FAST_COMPILE)(*args)
 
 
 def assert_edge_rules(

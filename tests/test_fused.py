@@ -46,12 +46,12 @@ def unfused(h, w, y, *, bias=None, chunk_size=None, **kwargs):
 
 
 def variants(fn, y):
-    """Three calls of ``fn(h, w, y, **kw)`` as one function of ``(h, w, b)``: the defaults
-    with one chunk wider than V; bias, smoothing and per-row losses in chunks of 4; bias,
-    full smoothing, a sum and another ignore_index in chunks of 1."""
+    """Two calls of ``fn(h, w, y, **kw)`` as one function of ``(h, w, b)`` (each is a
+    compiled loop, so they are few): bias, smoothing and per-row losses in chunks of 4
+    (ignored labels, a partial last chunk); bias, full smoothing, a sum and another
+    ignore_index in chunks of 1. The defaults are compared with torch in parity_tests/."""
     y3 = np.where(y < 0, 5, y)  # -100 is a class id out of range when ignore_index=3
     return lambda h, w, b: [
-        fn(h, w, y, chunk_size=100),
         fn(h, w, y, bias=b, reduction="none", label_smoothing=0.1, chunk_size=4),
         fn(h, w, y3, bias=b, reduction="sum", ignore_index=3, label_smoothing=1.0, chunk_size=1),
     ]
@@ -85,7 +85,7 @@ def test_value_and_gradients_equal_unfused(rng, dtype, tol):
     ):
         assert got.dtype == dtype and got.shape == want.shape
         assert rel_err(got, want) <= tol
-    assert value[1].shape == (B, T)
+    assert value[0].shape == (B, T)
 
 
 def test_check_grads_first_and_second_order(rng):
