@@ -36,9 +36,6 @@ import numpy as np
 import optax
 
 import jaxreg
-import jaxreg.convergence
-import jaxreg.optim
-import jaxreg.solvers
 from examples import _common, _train
 
 RIDGE_LAMBDA, LASSO_ALPHA = 0.1, 2.0
@@ -73,9 +70,9 @@ def objectives(x: jax.Array, y: jax.Array):
 @_train.jit
 def optima(x: jax.Array, y: jax.Array) -> tuple[dict, dict, jax.Array]:
     """The optima θ* of ridge (closed form) and lasso (tiny duality gap); the lasso's F*."""
-    coef, intercept = jaxreg.solvers.ridge(x, y, x.shape[0] * RIDGE_LAMBDA)
+    coef, intercept = jaxreg.ridge(x, y, x.shape[0] * RIDGE_LAMBDA)
     ridge_star = {"w": coef, "b": intercept}
-    coef, intercept = jaxreg.solvers.lasso(x, y, LASSO_ALPHA, tol=1e-14, max_iter=200_000)
+    coef, intercept = jaxreg.lasso(x, y, LASSO_ALPHA, tol=1e-14, max_iter=200_000)
     lasso_star = {"w": coef, "b": intercept}
     return ridge_star, lasso_star, objectives(x, y)[2](lasso_star)
 
@@ -102,10 +99,10 @@ def run_gd(data, objective, theta0, optimizer, target, steps: int, desc: str) ->
         }
         updates, state = optimizer.update(grads, state, theta)
         theta = optax.apply_updates(theta, updates)
-        conv = jaxreg.convergence.convergence_update(conv, theta, grads)
+        conv = jaxreg.convergence_update(conv, theta, grads)
         return (theta, state, conv), {**metrics, "step": conv.step_norm}
 
-    carry = (theta0, optimizer.init(theta0), jaxreg.convergence.convergence_init(theta0))
+    carry = (theta0, optimizer.init(theta0), jaxreg.convergence_init(theta0))
     return _train.scan_loop(step, carry, steps, desc=desc)[1]
 
 
@@ -115,7 +112,7 @@ def run_fista(data, objective, theta0, lr: float, target, steps: int) -> dict[st
     Run twice: plain, and restarted — the momentum reset whenever the objective goes
     up (O'Donoghue & Candès' function restart).
     """
-    ista = jaxreg.optim.proximal_sgd(lr, l1=LASSO_ALPHA, mask=MASK)
+    ista = jaxreg.proximal_sgd(lr, l1=LASSO_ALPHA, mask=MASK)
 
     def step(carry, _):
         theta, previous, s, state, restart = carry
@@ -219,15 +216,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     ridge_star, lasso_star, lasso_best = optima(x, y)
     theta0 = {"w": jnp.asarray(np.zeros(x.shape[1]), dtype), "b": jnp.asarray(0.0, dtype)}
     steps = 60 if args.quick else 1500
-    ridge_sgd = jaxreg.optim.sgd(lrs["ridge"], weight_decay=RIDGE_LAMBDA, mask=MASK)
-    ista = jaxreg.optim.proximal_sgd(lrs["ISTA"], l1=LASSO_ALPHA, mask=MASK)
+    ridge_sgd = jaxreg.sgd(lrs["ridge"], weight_decay=RIDGE_LAMBDA, mask=MASK)
+    ista = jaxreg.proximal_sgd(lrs["ISTA"], l1=LASSO_ALPHA, mask=MASK)
     runs = {
         "ridge": run_gd(data, ridge, theta0, ridge_sgd, ridge_star, steps, "ridge GD"),
         "ISTA": run_gd(data, lasso, theta0, ista, lasso_star, steps, "ISTA"),
         **run_fista(data, lasso, theta0, lrs["ISTA"], lasso_star, steps),
     }
     # The optimizer adds the ridge penalty's gradient: minimize the data term with it.
-    _, stopped, _ = jaxreg.convergence.minimize(data, theta0, ridge_sgd, max_steps=steps, tol=1e-10)
+    _, stopped, _ = jaxreg.minimize(data, theta0, ridge_sgd, max_steps=steps, tol=1e-10)
     rates = {
         "ridge": (eigenvalues[0] + RIDGE_LAMBDA) / lipschitz["ridge"],
         "lasso_objective": float(lasso_best),

@@ -33,7 +33,6 @@ import optax
 from flax import nnx
 
 import jaxreg
-import jaxreg.optim
 from examples import _common, _train
 
 CENTERS = np.array([[0.0, 1.2], [-1.1, -0.6], [1.1, -0.6]])
@@ -65,7 +64,7 @@ def hyper(name: str) -> dict[str, float]:
 
 def sgd(_: dict) -> optax.GradientTransformation:
     """Plain SGD, the same for every objective."""
-    return jaxreg.optim.sgd(LEARNING_RATE)
+    return jaxreg.sgd(LEARNING_RATE)
 
 
 def train_jax(model: nnx.Module, data: tuple[np.ndarray, ...], steps: int) -> dict:

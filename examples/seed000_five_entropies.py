@@ -45,7 +45,6 @@ import optax
 from flax import nnx
 
 import jaxreg
-import jaxreg.optim
 from examples import _common, _train
 
 SIZES = (64, 32, 10)
@@ -80,7 +79,7 @@ def forward(module: nnx.Module, x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def sgd(_: jax.Array) -> optax.GradientTransformation:
     """Plain SGD, the same for both runs (the penalty is in the loss)."""
-    return jaxreg.optim.sgd(LEARNING_RATE)
+    return jaxreg.sgd(LEARNING_RATE)
 
 
 def train_jax(model: nnx.Module, data: tuple[np.ndarray, ...], steps: int) -> dict:

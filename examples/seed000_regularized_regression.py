@@ -36,8 +36,6 @@ import optax
 from flax import nnx
 
 import jaxreg
-import jaxreg.convergence
-import jaxreg.optim
 from examples import _common, _train, solution_space
 
 X = np.array([[1.0], [2.0], [3.0], [4.0]])
@@ -76,7 +74,7 @@ def train_jax(model: nnx.Module, steps: int) -> dict[str, dict[str, np.ndarray]]
     """
     apply, params = _train.split_model(model)
     x, y = jnp.asarray(X), jnp.asarray(Y)
-    optimizer = jaxreg.optim.sgd(LEARNING_RATE)
+    optimizer = jaxreg.sgd(LEARNING_RATE)
 
     def objective(params, hyper):
         weights = jaxreg.weights_only  # the bias is never penalized
@@ -93,7 +91,7 @@ def train_jax(model: nnx.Module, steps: int) -> dict[str, dict[str, np.ndarray]]
         error = jaxreg.vector_norm(theta - hyper["optimum"])
         updates, state = optimizer.update(grads, state, params)
         params = optax.apply_updates(params, updates)
-        conv = jaxreg.convergence.convergence_update(conv, params, grads)
+        conv = jaxreg.convergence_update(conv, params, grads)
         metrics = {"loss": loss, "w": theta[0], "b": theta[1], "error": error}
         return (params, state, conv, hyper), {**metrics, "step": conv.step_norm}
 
@@ -101,7 +99,7 @@ def train_jax(model: nnx.Module, steps: int) -> dict[str, dict[str, np.ndarray]]
     for penalty in PENALTIES:
         hyper = {**strengths(penalty), "optimum": np.array(closed_form(penalty))}
         hyper = jax.tree.map(jnp.asarray, hyper)
-        conv = jaxreg.convergence.convergence_init(params)
+        conv = jaxreg.convergence_init(params)
         carry = (params, optimizer.init(params), conv, hyper)
         runs[penalty] = _train.scan_loop(step, carry, steps, desc=f"jax {penalty}")[1]
     return runs

@@ -28,7 +28,6 @@ import numpy as np
 from flax import nnx
 
 import jaxreg
-import jaxreg.optim
 from examples import _common, _train
 
 N_TEST, BATCH = 500, 64
@@ -83,7 +82,7 @@ def train_softmax(model: nnx.Module, data, batches: np.ndarray) -> dict[str, np.
             "test_acc": accuracy(test_logits, y_test),
         }
 
-    optimizer = jaxreg.optim.sgd(SOFTMAX_LR)
+    optimizer = jaxreg.sgd(SOFTMAX_LR)
     xs = jnp.asarray(batches)
     return _train.fit(
         loss_fn, params, optimizer, len(batches), desc="softmax", xs=xs, evaluate=evaluate
@@ -101,7 +100,7 @@ def train_logistic(model: nnx.Module, data, steps: int) -> dict[str, np.ndarray]
     def evaluate(p):
         return {"accuracy": accuracy(apply(p, x), y)}
 
-    optimizer = jaxreg.optim.sgd(LOGISTIC_LR)
+    optimizer = jaxreg.sgd(LOGISTIC_LR)
     return _train.fit(loss_fn, params, optimizer, steps, desc="logistic", evaluate=evaluate)
 
 

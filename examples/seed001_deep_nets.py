@@ -39,7 +39,6 @@ import numpy as np
 from flax import nnx
 
 import jaxreg
-import jaxreg.optim
 from examples import _common, _train
 
 DEPTH, WIDTH = 20, 128
@@ -151,7 +150,7 @@ def train_dropout(model: nnx.Module, data, batches: np.ndarray, key: jax.Array) 
         runs[rates] = _train.fit(
             loss_fn,
             params,
-            jaxreg.optim.sgd(LEARNING_RATE),
+            jaxreg.sgd(LEARNING_RATE),
             len(batches),
             xs=jnp.arange(len(batches)),
             desc=f"jax dropout {rates}",

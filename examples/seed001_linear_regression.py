@@ -25,7 +25,6 @@ import numpy as np
 from flax import nnx
 
 import jaxreg
-import jaxreg.optim
 from examples import _common, _train
 
 U = np.array([3.0, -4.0])
@@ -69,7 +68,7 @@ def train_jax(model: nnx.Module, data, batches: np.ndarray) -> dict[str, np.ndar
             "b": p["bias"][0],
         }
 
-    optimizer = jaxreg.optim.sgd(LEARNING_RATE)
+    optimizer = jaxreg.sgd(LEARNING_RATE)
     xs = jnp.asarray(batches)
     return _train.fit(
         loss_fn, params, optimizer, len(batches), desc="jax", xs=xs, evaluate=evaluate

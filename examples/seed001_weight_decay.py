@@ -32,7 +32,6 @@ import optax
 from flax import nnx
 
 import jaxreg
-import jaxreg.optim
 from examples import _common, _train
 
 N_TRAIN, N_TEST, DIM = 20, 100, 200
@@ -53,7 +52,7 @@ def make_data(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
 
 def sgd(weight_decay: jax.Array) -> optax.GradientTransformation:
     """SGD with weight decay on the weights only (the seed's two parameter groups)."""
-    return jaxreg.optim.sgd(LEARNING_RATE, weight_decay=weight_decay, mask=jaxreg.weights_only)
+    return jaxreg.sgd(LEARNING_RATE, weight_decay=weight_decay, mask=jaxreg.weights_only)
 
 
 def train_jax(model: nnx.Module, data, batches: np.ndarray) -> dict[float, dict]:

@@ -31,7 +31,6 @@ import optax
 from flax import nnx
 
 import jaxreg
-import jaxreg.optim
 from examples import _common, _train
 
 SIZES = (30, 20, 10, 30)
@@ -54,7 +53,7 @@ def make_data(n_train: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
 
 def sgd(weight_decay: jax.Array) -> optax.GradientTransformation:
     """The seed's optimizer, ``torch.optim.SGD(lr, weight_decay=...)``, torch-exact."""
-    return jaxreg.optim.sgd(LEARNING_RATE, weight_decay=weight_decay)
+    return jaxreg.sgd(LEARNING_RATE, weight_decay=weight_decay)
 
 
 def train_jax(model: nnx.Module, data: tuple[np.ndarray, ...], steps: int) -> dict:

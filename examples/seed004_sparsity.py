@@ -41,8 +41,6 @@ import optax
 from flax import nnx
 
 import jaxreg
-import jaxreg.optim
-import jaxreg.solvers
 from examples import _common, _train, solution_space
 
 N, P, NONZERO = 100, 40, 5
@@ -89,9 +87,9 @@ def sparse_data(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.nd
 def solve_three(x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
     """Lasso, elastic net (``l1_ratio=0.5``) and ridge (``alpha = n·λ``, the same λ per ½‖w‖²)."""
     return {
-        "lasso": jaxreg.solvers.lasso(x, y, ALPHA)[0],
-        "elastic net": jaxreg.solvers.elastic_net(x, y, ALPHA, l1_ratio=0.5)[0],
-        "ridge": jaxreg.solvers.ridge(x, y, N * ALPHA)[0],
+        "lasso": jaxreg.lasso(x, y, ALPHA)[0],
+        "elastic net": jaxreg.elastic_net(x, y, ALPHA, l1_ratio=0.5)[0],
+        "ridge": jaxreg.ridge(x, y, N * ALPHA)[0],
     }
 
 
@@ -117,12 +115,10 @@ def l1_training(model: nnx.Module, x, y, steps: int) -> dict[str, dict]:
             "zeros": jnp.sum((w == 0).astype(w.dtype)),
         }
 
-    proximal = optax.chain(
-        jaxreg.optim.sgd(lr), jaxreg.optim.l1_proximal(ALPHA, lr, mask=jaxreg.weights_only)
-    )
+    proximal = optax.chain(jaxreg.sgd(lr), jaxreg.l1_proximal(ALPHA, lr, mask=jaxreg.weights_only))
     runs = {}
     for name, loss_fn, optimizer in (
-        ("subgradient", subgradient_loss, jaxreg.optim.sgd(lr)),
+        ("subgradient", subgradient_loss, jaxreg.sgd(lr)),
         ("proximal", proximal_loss, proximal),
     ):
         final, curves = _train.fit(loss_fn, params, optimizer, steps, desc=name, evaluate=evaluate)
@@ -138,7 +134,7 @@ def decay_equivalence(model: nnx.Module, x, y, steps: int) -> dict[str, np.ndarr
     def loss(p):
         return jaxreg.mse_loss(apply(p, xj), yj)
 
-    optimizer = jaxreg.optim.sgd(DECAY_LR, weight_decay=DECAY, mask=jaxreg.weights_only)
+    optimizer = jaxreg.sgd(DECAY_LR, weight_decay=DECAY, mask=jaxreg.weights_only)
     shrink = 1.0 - DECAY_LR * DECAY
 
     def explicit(w, g, decayed):

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import jaxreg.solvers
+import jaxreg
 from examples import _common, _train
 
 W_TRUE = np.array([2.0, 0.5])
@@ -51,12 +51,12 @@ def data_loss(w: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 @_train.jit
 def _lasso_path(x: jax.Array, y: jax.Array, lams: jax.Array) -> jax.Array:
-    return jaxreg.solvers.regularization_path(x, y, lams)[0]
+    return jaxreg.regularization_path(x, y, lams)[0]
 
 
 @_train.jit
 def _ridge_path(x: jax.Array, y: jax.Array, lams: jax.Array) -> jax.Array:
-    return jax.vmap(lambda lam: jaxreg.solvers.ridge(x, y, x.shape[0] * lam)[0])(lams)
+    return jax.vmap(lambda lam: jaxreg.ridge(x, y, x.shape[0] * lam)[0])(lams)
 
 
 def lasso(x: np.ndarray, y: np.ndarray, lam: np.ndarray | float) -> np.ndarray:

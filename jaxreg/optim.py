@@ -17,6 +17,12 @@ instead pass it through untransformed, i.e. not step it at all).
 Proximal steps produce exact zeros. A subgradient L1 penalty added to the loss never
 does: its iterates oscillate around zero with amplitude ``lr·strength``, so sparsity
 needs the proximal map (soft-thresholding).
+
+Hyperparameters may be JAX arrays, traced or not (``optax.inject_hyperparams`` works);
+the checks that need their values are then skipped. Learning-rate schedules are called
+with a count of JAX's default integer type, so under x64 a float64 run gets a float64
+learning rate, as torch's ``LambdaLR`` computes in Python floats (optax's own int32
+count makes most optax schedules float32).
 """
 
 from __future__ import annotations
@@ -130,10 +136,10 @@ def _zero_count() -> jax.Array:
 def add_decayed_weights(
     weight_decay: Any, mask: MaskOrFn | None = None
 ) -> optax.GradientTransformation:
-    """Adds ``weight_decay · params`` to the updates of the masked leaves (torch's coupled L2).
+    r"""Adds ``weight_decay · params`` to the updates of the masked leaves (torch's coupled L2).
 
     .. math::
-        g \\leftarrow g + \\lambda w
+        g \leftarrow g + \lambda w
 
     Leaves whose mask is False pass through unchanged (no decay); they are still stepped
     by whatever follows in the chain.
@@ -185,11 +191,11 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> optax.GradientTra
 def trace_torch_momentum(
     momentum: Any, *, dampening: Any = 0.0, nesterov: Any = False
 ) -> optax.GradientTransformation:
-    """torch SGD's momentum: first step ``buf = g``, then ``buf = μ·buf + (1-τ)·g``.
+    r"""torch SGD's momentum: first step ``buf = g``, then ``buf = μ·buf + (1-τ)·g``.
 
     .. math::
-        b_1 = g_1, \\quad b_t = \\mu b_{t-1} + (1 - \\tau) g_t, \\quad
-        d_t = g_t + \\mu b_t \\text{ (nesterov) or } b_t
+        b_1 = g_1, \quad b_t = \mu b_{t-1} + (1 - \tau) g_t, \quad
+        d_t = g_t + \mu b_t \text{ (nesterov) or } b_t
 
     With ``momentum == 0`` this is the identity (as torch, whatever ``dampening`` is).
     """
@@ -229,12 +235,12 @@ def _where_flag(flag: Any, if_true: Callable[[], jax.Array], if_false: jax.Array
 
 
 def scale_by_torch_adam(b1: Any, b2: Any, eps: Any) -> optax.GradientTransformation:
-    """torch Adam's direction ``m̂ / (√v / √(1-β₂ᵗ) + ε)`` with ``m̂ = m / (1-β₁ᵗ)``.
+    r"""torch Adam's direction ``m̂ / (√v / √(1-β₂ᵗ) + ε)`` with ``m̂ = m / (1-β₁ᵗ)``.
 
     .. math::
-        m_t = m_{t-1} + (1-\\beta_1)(g_t - m_{t-1}), \\quad
-        v_t = \\beta_2 v_{t-1} + (1-\\beta_2) g_t^2, \\quad
-        d_t = \\frac{m_t / (1-\\beta_1^t)}{\\sqrt{v_t} / \\sqrt{1-\\beta_2^t} + \\epsilon}
+        m_t = m_{t-1} + (1-\beta_1)(g_t - m_{t-1}), \quad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2, \quad
+        d_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{v_t} / \sqrt{1-\beta_2^t} + \epsilon}
 
     ε is added *after* dividing by ``√(1-β₂ᵗ)`` (torch), not before (optax's ``eps``).
     """
@@ -360,12 +366,12 @@ def sgd(
     nesterov: bool = False,
     mask: MaskOrFn | None = None,
 ) -> optax.GradientTransformation:
-    """Stochastic gradient descent exactly as ``torch.optim.SGD``.
+    r"""Stochastic gradient descent exactly as ``torch.optim.SGD``.
 
     .. math::
-        g_t \\leftarrow g_t + \\lambda w_t, \\quad
-        b_t = \\mu b_{t-1} + (1-\\tau) g_t \\ (b_1 = g_1), \\quad
-        w_{t+1} = w_t - \\eta_t\\, (g_t + \\mu b_t \\text{ if nesterov else } b_t)
+        g_t \leftarrow g_t + \lambda w_t, \quad
+        b_t = \mu b_{t-1} + (1-\tau) g_t \ (b_1 = g_1), \quad
+        w_{t+1} = w_t - \eta_t\, (g_t + \mu b_t \text{ if nesterov else } b_t)
 
     Args:
       learning_rate: ``η``, a non-negative float or an optax schedule ``step -> lr``
@@ -425,12 +431,12 @@ def adam(
     weight_decay: float = 0.0,
     mask: MaskOrFn | None = None,
 ) -> optax.GradientTransformation:
-    """Adam exactly as ``torch.optim.Adam``, with coupled L2 (``weight_decay`` added to g).
+    r"""Adam exactly as ``torch.optim.Adam``, with coupled L2 (``weight_decay`` added to g).
 
     .. math::
-        w_{t+1} = w_t - \\frac{\\eta_t}{1-\\beta_1^t}\\,
-        \\frac{m_t}{\\sqrt{v_t}/\\sqrt{1-\\beta_2^t} + \\epsilon},
-        \\quad m, v \\text{ moments of } g_t + \\lambda w_t
+        w_{t+1} = w_t - \frac{\eta_t}{1-\beta_1^t}\,
+        \frac{m_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon},
+        \quad m, v \text{ moments of } g_t + \lambda w_t
 
     Args:
       learning_rate: ``η``, a non-negative float or an optax schedule.
@@ -469,11 +475,11 @@ def adamw(
     weight_decay: float = 1e-2,
     mask: MaskOrFn | None = None,
 ) -> optax.GradientTransformation:
-    """AdamW exactly as ``torch.optim.AdamW``: decoupled decay, multiplied by the learning rate.
+    r"""AdamW exactly as ``torch.optim.AdamW``: decoupled decay, multiplied by the learning rate.
 
     .. math::
-        w_{t+1} = w_t (1 - \\eta_t \\lambda) - \\frac{\\eta_t}{1-\\beta_1^t}\\,
-        \\frac{m_t}{\\sqrt{v_t}/\\sqrt{1-\\beta_2^t} + \\epsilon}
+        w_{t+1} = w_t (1 - \eta_t \lambda) - \frac{\eta_t}{1-\beta_1^t}\,
+        \frac{m_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
 
     Args:
       learning_rate: ``η``, a non-negative float or an optax schedule.
@@ -507,10 +513,10 @@ def adamw(
 def l1_proximal(
     strength: float, learning_rate: ScalarOrSchedule, *, mask: MaskOrFn | None = None
 ) -> optax.GradientTransformation:
-    """Soft-thresholding after the step: the proximal map of ``strength·‖w‖₁``.
+    r"""Soft-thresholding after the step: the proximal map of ``strength·‖w‖₁``.
 
     .. math::
-        w \\leftarrow \\operatorname{sign}(w)\\,\\max(|w| - \\eta s, 0)
+        w \leftarrow \operatorname{sign}(w)\,\max(|w| - \eta s, 0)
 
     Chain it after an optimizer with the same learning rate
     (``optax.chain(sgd(lr), l1_proximal(s, lr))``). Weights that cross zero land on
@@ -543,11 +549,11 @@ def elastic_net_proximal(
     l1_ratio: float = 0.5,
     mask: MaskOrFn | None = None,
 ) -> optax.GradientTransformation:
-    """The proximal map of ``strength·(ρ‖w‖₁ + (1-ρ)·½‖w‖²)`` (sklearn's elastic net).
+    r"""The proximal map of ``strength·(ρ‖w‖₁ + (1-ρ)·½‖w‖²)`` (sklearn's elastic net).
 
     .. math::
-        w \\leftarrow \\frac{\\operatorname{sign}(w)\\max(|w| - \\eta s \\rho, 0)}
-        {1 + \\eta s (1 - \\rho)}
+        w \leftarrow \frac{\operatorname{sign}(w)\max(|w| - \eta s \rho, 0)}
+        {1 + \eta s (1 - \rho)}
 
     Args:
       strength: ``s >= 0``.
@@ -579,10 +585,10 @@ def group_lasso_proximal(
     axis: int = -1,
     mask: MaskOrFn | None = None,
 ) -> optax.GradientTransformation:
-    """Block soft-thresholding: the proximal map of ``strength·Σ_g √size_g·‖w_g‖₂``.
+    r"""Block soft-thresholding: the proximal map of ``strength·Σ_g √size_g·‖w_g‖₂``.
 
     .. math::
-        w_g \\leftarrow w_g \\max\\Bigl(0, 1 - \\frac{\\eta s \\sqrt{|g|}}{\\|w_g\\|_2}\\Bigr)
+        w_g \leftarrow w_g \max\Bigl(0, 1 - \frac{\eta s \sqrt{|g|}}{\|w_g\|_2}\Bigr)
 
     Groups: ``axis`` is reduced and every other index is a group (Yuan & Lin), so with
     ``axis=-1`` on a ``(in, out)`` kernel each input row is a group; whole groups become
@@ -617,11 +623,11 @@ def proximal_sgd(
     l2: float = 0.0,
     mask: MaskOrFn | None = None,
 ) -> optax.GradientTransformation:
-    """ISTA: a gradient step, then the prox of ``l1·‖w‖₁ + l2·½‖w‖²``.
+    r"""ISTA: a gradient step, then the prox of ``l1·‖w‖₁ + l2·½‖w‖²``.
 
     .. math::
-        w_{t+1} = \\frac{\\operatorname{sign}(z)\\max(|z| - \\eta\\, l_1, 0)}{1 + \\eta\\, l_2},
-        \\quad z = w_t - \\eta \\nabla f(w_t)
+        w_{t+1} = \frac{\operatorname{sign}(z)\max(|z| - \eta\, l_1, 0)}{1 + \eta\, l_2},
+        \quad z = w_t - \eta \nabla f(w_t)
 
     With ``f(w) = 1/(2n)‖y - Xw‖²`` and ``η <= n/‖X‖₂²`` the iterates converge to
     ``sklearn.linear_model.Lasso(alpha=l1)``'s coefficients, zeros exactly zero.

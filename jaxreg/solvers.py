@@ -351,7 +351,8 @@ def elastic_net(
       alpha: ``α >= 0`` (a scalar).
       l1_ratio: ``ρ`` in [0, 1] (1: lasso, 0: ridge with the ``1/(2n)`` scaling).
       fit_intercept: center the data and fit an unpenalized intercept.
-      tol: relative duality-gap tolerance (scikit-learn's ``tol``).
+      tol: relative duality-gap tolerance (scikit-learn's ``tol``); 0 runs exactly
+        ``max_iter`` iterations (a gap at its rounding floor can read 0 early).
       max_iter: largest number of FISTA iterations.
       precompute: use the Gram matrix ``XᵀX``: ``"auto"`` (when ``n >= p``), True, False.
 

@@ -38,14 +38,13 @@ def _with(data, *extra: np.ndarray):
     return lambda rng: (*data(rng), *extra)
 
 
-def _ridge_case(name: str, n: int, p: int, alpha: float, **kw) -> ParityCase:
-    return ParityCase(
-        name,
-        functools.partial(sol.ridge, **kw),
-        single_threaded(functools.partial(tsol.ridge, **kw)),
-        _with(_data(n, p), np.array(alpha)),
-        grad_argnums=(0, 1),
-    )
+def _ridges(module, X, y, alpha, X_wide, y_wide):
+    """Ridge with an intercept (primal, n > p) and without one (dual, n < p)."""
+    return module.ridge(X, y, alpha), module.ridge(X_wide, y_wide, alpha, fit_intercept=False)
+
+
+def _ridge_inputs(rng):
+    return (*_data(30, 5)(rng), np.array(0.7), *_data(8, 12)(rng))
 
 
 # The penalized solvers take ``l1_ratio`` as an input (a traced scalar on the JAX side), so
@@ -76,8 +75,13 @@ PATH = _solver_case(
 )
 
 CASES = [
-    _ridge_case("solvers.ridge", 30, 5, 0.7),
-    _ridge_case("solvers.ridge[dual,no_intercept]", 8, 12, 0.7, fit_intercept=False),
+    ParityCase(
+        "solvers.ridge[primal|dual,no_intercept]",
+        functools.partial(_ridges, sol),
+        single_threaded(functools.partial(_ridges, tsol)),
+        _ridge_inputs,
+        grad_argnums=(0, 1, 2, 3, 4),
+    ),
     LASSO,
     _solver_case("solvers.elastic_net", _enet, _with(_data(40, 6), np.array(0.1), np.array(0.5))),
     PATH,
@@ -89,7 +93,7 @@ CASES = [
     _solver_case(
         "solvers.regularization_path[n<p]",
         _path,
-        _with(_data(12, 20), ALPHAS[:3], np.array(1.0)),
+        _with(_data(12, 20), np.array([0.5, 0.2, 0.1]), np.array(1.0)),
     ),
 ]
 

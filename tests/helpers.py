@@ -7,6 +7,7 @@ them and report every failing entry by name.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -158,25 +159,33 @@ def generic_point(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarra
 
 
 def assert_low_precision(
-    fn: Callable[[jax.Array], jax.Array],
-    x: np.ndarray,
-    expected64: np.ndarray,
+    cases: Mapping[str, tuple[Callable[[jax.Array], Any], np.ndarray, np.ndarray]],
     dtype_name: str,
     *,
     atol: float = 0.0,
-) -> jax.Array:
-    """``fn`` on ``x`` cast to bf16/fp16 is returned in that dtype and rounds the exact result.
+) -> None:
+    """Each ``fn`` on its ``x`` cast to bf16/fp16 returns that dtype and rounds the exact result.
 
-    ``expected64`` is the float64 oracle evaluated on the *rounded* inputs; ``atol`` allows for
-    float32 cancellation where the exact result is near 0. Returns the output.
+    ``cases`` maps a name to ``(fn, x, expected64)``, ``expected64`` being the float64 oracle on
+    the *rounded* inputs (see :func:`rounded`); all run in one jitted program. ``atol`` allows
+    for float32 cancellation where an exact result is near 0.
     """
     dtype, rtol, subnormal = LOW_PRECISION[dtype_name]
-    out = jax.jit(fn)(jnp.asarray(x, dtype=dtype))
-    assert out.dtype == dtype, f"expected {dtype_name} output, got {out.dtype}"
-    np.testing.assert_allclose(
-        np.asarray(out, dtype=np.float64), expected64, rtol=rtol, atol=max(atol, subnormal)
-    )
-    return out
+    inputs = {key: jnp.asarray(x, dtype=dtype) for key, (_, x, _) in cases.items()}
+
+    def run_all(xs: dict[str, jax.Array]) -> dict[str, Any]:
+        return {key: cases[key][0](x) for key, x in xs.items()}
+
+    outs = jax.jit(run_all, compiler_options=FAST_COMPILE)(inputs)
+
+    def check(key: str) -> None:
+        out = outs[key]
+        assert out.dtype == dtype, f"expected {dtype_name} output, got {out.dtype}"
+        np.testing.assert_allclose(
+            np.asarray(out, dtype=np.float64), cases[key][2], rtol=rtol, atol=max(atol, subnormal)
+        )
+
+    assert_each({key: functools.partial(check, key) for key in cases})
 
 
 def rounded(x: np.ndarray, dtype_name: str) -> np.ndarray:

@@ -30,10 +30,6 @@ MATRIX_ORDS = ["fro", "nuc", 1, -1, 2, -2, INF, -INF]
 VECTOR_NORM_ORDS = [1, 2, 3, INF]
 MATRIX_NORM_ORDS = ["fro", "nuc", 1, 2, INF]
 
-vnorm = jax.jit(vector_norm, static_argnames=("ord", "axis", "keepdims"))
-mnorm = jax.jit(matrix_norm, static_argnames=("ord", "axis", "keepdims"))
-gnorm = jax.jit(global_norm, static_argnames=("ord",))
-
 
 def tree_example(rng: np.random.Generator) -> dict:
     return {"w": rng.normal(size=(3, 4)), "b": rng.normal(size=(4,))}
@@ -46,34 +42,66 @@ def concat_leaves(tree: dict) -> np.ndarray:
 # ----------------------------------------------------------------------------- oracles
 
 
-@pytest.mark.parametrize("ord", VECTOR_ORDS)
-def test_vector_norm_matches_numpy(rng, ord):
+@jax.jit
+def vector_norm_table(x: jax.Array) -> dict:
+    """Every order, over all axes, one axis, and one axis kept."""
+    return {
+        f"ord={o}": (
+            vector_norm(x, ord=o),
+            vector_norm(x, ord=o, axis=0),
+            vector_norm(x, ord=o, axis=-1, keepdims=True),
+        )
+        for o in VECTOR_ORDS
+    }
+
+
+def test_vector_norm_matches_numpy(rng):
     x = rng.normal(size=(3, 4))
-    np.testing.assert_allclose(vnorm(x, ord=ord), np.linalg.norm(x.ravel(), ord), rtol=1e-12)
-    np.testing.assert_allclose(vnorm(x, ord=ord, axis=0), np.linalg.norm(x, ord, axis=0))
-    kept = vnorm(x, ord=ord, axis=-1, keepdims=True)
-    assert kept.shape == (3, 1)
-    np.testing.assert_allclose(kept, np.linalg.norm(x, ord, axis=-1, keepdims=True), rtol=1e-12)
+    table = vector_norm_table(x)
+
+    def check(ord: float) -> None:
+        flat, axis0, kept = table[f"ord={ord}"]
+        np.testing.assert_allclose(flat, np.linalg.norm(x.ravel(), ord), rtol=1e-12)
+        np.testing.assert_allclose(axis0, np.linalg.norm(x, ord, axis=0), rtol=1e-12)
+        assert kept.shape == (3, 1)
+        expected = np.linalg.norm(x, ord, axis=-1, keepdims=True)
+        np.testing.assert_allclose(kept, expected, rtol=1e-12)
+
+    assert_each({f"ord={o}": functools.partial(check, o) for o in VECTOR_ORDS})
 
 
-@pytest.mark.parametrize("ord", MATRIX_ORDS)
-def test_matrix_norm_matches_numpy(rng, ord):
+@jax.jit
+def matrix_norm_table(x: jax.Array) -> dict:
+    """Every order, over the last two axes, and over axes (0, 2) kept."""
+    return {
+        f"ord={o}": (matrix_norm(x, ord=o), matrix_norm(x, ord=o, axis=(0, 2), keepdims=True))
+        for o in MATRIX_ORDS
+    }
+
+
+def test_matrix_norm_matches_numpy(rng):
     x = rng.normal(size=(2, 3, 4))
-    got = mnorm(x, ord=ord)
-    assert got.shape == (2,)
-    np.testing.assert_allclose(got, np.linalg.norm(x, ord, axis=(-2, -1)), rtol=1e-12)
-    kept = mnorm(x, ord=ord, axis=(0, 2), keepdims=True)
-    assert kept.shape == (1, 3, 1)
-    expected = np.linalg.norm(x, ord, axis=(0, 2), keepdims=True)
-    np.testing.assert_allclose(kept, expected, rtol=1e-12)
+    table = matrix_norm_table(x)
+
+    def check(ord: float | str) -> None:
+        batched, kept = table[f"ord={ord}"]
+        assert batched.shape == (2,)
+        np.testing.assert_allclose(batched, np.linalg.norm(x, ord, axis=(-2, -1)), rtol=1e-12)
+        assert kept.shape == (1, 3, 1)
+        expected = np.linalg.norm(x, ord, axis=(0, 2), keepdims=True)
+        np.testing.assert_allclose(kept, expected, rtol=1e-12)
+
+    assert_each({f"ord={o}": functools.partial(check, o) for o in MATRIX_ORDS})
 
 
 def test_global_norm_is_norm_of_concatenated_leaves(rng):
     tree = tree_example(rng)
     flat = concat_leaves(tree)
-    np.testing.assert_allclose(global_norm(tree), np.linalg.norm(flat), rtol=1e-12)
-    for ord in (1, 2, INF):
-        np.testing.assert_allclose(gnorm(tree, ord=ord), np.linalg.norm(flat, ord), rtol=1e-12)
+    norms = jax.jit(lambda t: [global_norm(t)] + [global_norm(t, ord=o) for o in (1, 2, INF)])
+    default, *by_ord = norms(tree)
+    np.testing.assert_allclose(default, np.linalg.norm(flat), rtol=1e-12)
+    for ord, value in zip((1, 2, INF), by_ord, strict=True):
+        np.testing.assert_allclose(value, np.linalg.norm(flat, ord), rtol=1e-12, err_msg=str(ord))
 
 
 def test_conveniences(rng):
@@ -95,9 +123,8 @@ def test_l1_gradient_is_torch_subgradient(rng):
 def test_zero_row_gets_zero_gradient(rng):
     x = rng.normal(size=(3, 4))
     x[1] = 0.0
-    norms = vnorm(x, ord=2, axis=-1)
-    np.testing.assert_allclose(norms, np.linalg.norm(x, axis=-1), rtol=1e-12)
-    grad = jax.jit(jax.grad(lambda v: jnp.sum(vector_norm(v, axis=-1))))(x)
+    norms, grad = jax.jit(jax.value_and_grad(lambda v: jnp.sum(vector_norm(v, axis=-1))))(x)
+    np.testing.assert_allclose(norms, np.linalg.norm(x, axis=-1).sum(), rtol=1e-12)
     expected = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-300)
     np.testing.assert_allclose(grad, expected, rtol=1e-12)
 
@@ -230,17 +257,21 @@ TINY64 = np.full((8,), 1e-300)
 LARGE_P_ORDS = [0.5, 1, 2, 3, 8]
 
 
-@functools.partial(jax.jit, static_argnames="ord")
-def norm_and_grad(x: jax.Array, ord: float) -> tuple[jax.Array, jax.Array]:
-    return jax.value_and_grad(functools.partial(vector_norm, ord=ord))(x)
+@jax.jit
+def p_norms_and_grads(x: jax.Array) -> dict:
+    return {
+        f"ord={o}": jax.value_and_grad(functools.partial(vector_norm, ord=o))(x)
+        for o in LARGE_P_ORDS
+    }
 
 
 @pytest.mark.parametrize("x", [BIG32, TINY64], ids=["f32-1e20", "f64-1e-300"])
 def test_vector_norm_no_overflow_or_underflow(x):
     k, entry = x.size, float(x[0])
+    results = p_norms_and_grads(jnp.asarray(x))
 
     def check(ord: float) -> None:
-        value, grad = norm_and_grad(jnp.asarray(x), ord)
+        value, grad = results[f"ord={ord}"]
         assert value.dtype == x.dtype
         np.testing.assert_allclose(float(value), entry * k ** (1.0 / ord), rtol=1e-6)
         # d‖x‖_p/dx_i = (|x_i| / ‖x‖_p)^(p-1) = k^((1-p)/p) for k equal entries.
@@ -274,7 +305,7 @@ def test_euclidean_family_no_overflow_or_underflow(x):
 
 
 def test_float32_example_from_the_spec():
-    value = vnorm(jnp.array([1e20, 1e20], dtype=jnp.float32))
+    value = jax.jit(vector_norm)(jnp.array([1e20, 1e20], dtype=jnp.float32))
     assert np.isfinite(float(value))
     np.testing.assert_allclose(float(value), 1.41421356e20, rtol=1e-6)
 
@@ -283,13 +314,14 @@ def test_float32_example_from_the_spec():
 def test_low_precision_norms(rng, dtype_name):
     # Squares of these overflow float16: the reduction must run in float32.
     x = rounded(rng.normal(size=(3, 4)) * 300.0, dtype_name)
-    assert_low_precision(
-        functools.partial(vector_norm, axis=-1), x, np.linalg.norm(x, axis=-1), dtype_name
-    )
-    assert_low_precision(
-        functools.partial(vector_norm, ord=3, axis=-1), x, np.linalg.norm(x, 3, axis=-1), dtype_name
-    )
-    assert_low_precision(frobenius_norm, x, np.linalg.norm(x, "fro"), dtype_name)
-    assert_low_precision(
-        lambda v: global_norm({"a": v, "b": v}), x, np.sqrt(2) * np.linalg.norm(x), dtype_name
-    )
+    cases = {
+        "vector_norm": (functools.partial(vector_norm, axis=-1), x, np.linalg.norm(x, axis=-1)),
+        "vector_norm ord=3": (
+            functools.partial(vector_norm, ord=3, axis=-1),
+            x,
+            np.linalg.norm(x, 3, axis=-1),
+        ),
+        "frobenius_norm": (frobenius_norm, x, np.linalg.norm(x, "fro")),
+        "global_norm": (lambda v: global_norm({"a": v, "b": v}), x, np.sqrt(2) * np.linalg.norm(x)),
+    }
+    assert_low_precision(cases, dtype_name)

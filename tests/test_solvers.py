@@ -84,6 +84,14 @@ def test_regularization_path_matches_lasso_path_and_enet_path(l1_ratio):
     np.testing.assert_allclose(intercepts, y_mean - want.T @ x_mean, rtol=1e-8)
 
 
+def test_low_precision_is_solved_in_float32_and_returned_in_the_input_dtype():
+    X, y = (jnp.asarray(a, jnp.bfloat16) for a in (X_DIABETES, Y_DIABETES))
+    coef, intercept = ridge(X, y, 0.5)
+    want = Ridge(0.5).fit(X_DIABETES, Y_DIABETES).coef_
+    assert coef.dtype == intercept.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(coef, np.float64), want, rtol=0.05, atol=1.0)
+
+
 def test_vmap_over_alpha_and_float32():
     X, y = X_DIABETES.astype(np.float32), Y_DIABETES.astype(np.float32)
     coefs = jax.vmap(lambda a: lasso(X, y, a, tol=1e-6)[0])(jnp.asarray(ALPHAS[:2], jnp.float32))
