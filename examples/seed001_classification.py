@@ -155,7 +155,7 @@ def plot(softmax, weights, logistic, predict, blobs, out) -> None:
         ax = fig.add_subplot(templates[k // 5, k % 5])
         limit = np.abs(weights[:, k]).max()
         ax.imshow(weights[:, k].reshape(8, 8), cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.set(title=f"W[:, {k}]", xticks=[], yticks=[])
+        ax.set(title=f"weights of {k}", xticks=[], yticks=[])
     ax = fig.add_subplot(grid[:, 2:])
     g1, g2 = np.meshgrid(np.linspace(-4, 4, 200), np.linspace(-4, 4, 200))
     prob = predict(np.stack([g1.ravel(), g2.ravel()], axis=-1)).reshape(g1.shape)

@@ -98,7 +98,25 @@ def _two_norm_value(parts: Sequence[jax.Array], axes: Any, keepdims: bool) -> ja
     finfo = jnp.finfo(s.dtype)
     threshold = float(finfo.tiny) / float(finfo.eps)
     needs = jnp.any(jnp.isinf(s) | (s < threshold))
-    return lax.cond(needs, lambda: _rescaled_p_norm(parts, 2.0, axes, keepdims), lambda: plain)
+    rescaled, keep = _two_norm_branches(axes, keepdims)
+    return lax.cond(needs, rescaled, keep, list(parts), plain)
+
+
+@functools.cache
+def _two_norm_branches(axes: Any, keepdims: bool):
+    """The two branches of the 2-norm's check, made once per (axes, keepdims).
+
+    ``lax.cond`` caches its traced branches by function identity: fresh lambdas on
+    every call would retrace and recompile each eager call.
+    """
+
+    def rescaled(parts: list[jax.Array], plain: jax.Array) -> jax.Array:
+        return _rescaled_p_norm(parts, 2.0, axes, keepdims)
+
+    def keep(parts: list[jax.Array], plain: jax.Array) -> jax.Array:
+        return plain
+
+    return rescaled, keep
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
@@ -249,15 +267,22 @@ def _make_singular_value_norm(which: str):
     @norm.defjvp
     def norm_jvp(primals, tangents):
         (x,), (dx,) = primals, tangents
-        u, s, vh = jnp.linalg.svd(x, full_matrices=False)
+        zero = jnp.all(x == 0, axis=(-2, -1))
+        # The double where: at an all-zero matrix the rule differentiates the SVD of a
+        # stand-in with distinct singular values (1, 2, ...), so that even its own
+        # derivative (the Hessian) has no NaN; the tangent there is 0 anyway.
+        m, n = x.shape[-2:]
+        stand_in = jnp.eye(m, n, dtype=x.dtype) * jnp.arange(1, n + 1, dtype=x.dtype)[None, :]
+        x_safe = jnp.where(zero[..., None, None], stand_in, x)
+        u, s, vh = jnp.linalg.svd(x_safe, full_matrices=False)
         # d σ_k = u_kᵀ dX v_k (for Σσ: trace(Uᵀ dX V), torch's U Vᵀ subgradient).
         dsigma = jnp.einsum("...ik,...ij,...kj->...k", u, dx, vh)
         if which == "nuc":
             tangent = jnp.sum(dsigma, axis=-1)
         else:
             tangent = dsigma[..., 0] if which == "max" else dsigma[..., -1]
-        zero = jnp.all(x == 0, axis=(-2, -1))
-        return _pick(s, which), jnp.where(zero, jnp.zeros_like(tangent), tangent)
+        value = jnp.where(zero, jnp.zeros_like(tangent), _pick(s, which))
+        return value, jnp.where(zero, jnp.zeros_like(tangent), tangent)
 
     return norm
 

@@ -58,7 +58,7 @@ ScalarOrSchedule = float | Callable[[jax.Array], Any]
 MaskOrFn = Any  # a pytree of bools like params, or a callable params -> such a pytree
 
 
-# --------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------- internals
 
 
 def _select(m: Any, if_true: Callable[[], jax.Array], if_false: jax.Array) -> jax.Array:

@@ -50,7 +50,7 @@ def _mlp_inputs(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     y = np.sin(X[:, 0]) + 0.5 * X[:, 1] * X[:, 2]
     W1 = rng.standard_normal((4, 8)) / 2
     W2 = rng.standard_normal((8, 1)) / np.sqrt(8)
-    return W1, 0.1 * rng.standard_normal(8), W2, np.zeros(1), X, y
+    return W1, 0.1 * rng.standard_normal(8), W2, X, y
 
 
 class Model(NamedTuple):
@@ -61,14 +61,14 @@ class Model(NamedTuple):
 
 MODELS = {
     "linear": Model(("w", "b"), _linear_inputs, 0.05),
-    "mlp": Model(("W1", "b1", "W2", "b2"), _mlp_inputs, 0.1),
+    "mlp": Model(("W1", "b1", "W2"), _mlp_inputs, 0.1),
 }
 
 
 def _predict(p: dict[str, Any], X: Any, tanh: Callable[[Any], Any]) -> Any:
     if "w" in p:
         return X @ p["w"] + p["b"]
-    return (tanh(X @ p["W1"] + p["b1"][None, :]) @ p["W2"] + p["b2"][None, :])[:, 0]
+    return (tanh(X @ p["W1"] + p["b1"][None, :]) @ p["W2"])[:, 0]
 
 
 def _jax_loss(p: dict[str, jax.Array], X: jax.Array, y: jax.Array) -> jax.Array:
@@ -280,7 +280,7 @@ def _switch(
 
 
 FNS = {name: _model_fns(name) for name in MODELS}
-WEIGHTS_ONLY = {"linear": [True, False], "mlp": [True, False, True, False]}
+WEIGHTS_ONLY = {"linear": [True, False], "mlp": [True, False, True]}
 
 # --------------------------------------------------------------------------- cases
 

@@ -22,7 +22,7 @@ from parity_tests.harness import ParityCase, assert_parity, check_case, compare
 from parity_tests.test_optim import single_threaded
 
 # tol=0: exactly max_iter iterations (the problems are at the optimum long before).
-FIXED = dict(tol=0.0, max_iter=300)
+FIXED = dict(tol=0.0, max_iter=150)
 
 
 def _data(n: int, p: int):

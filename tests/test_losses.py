@@ -295,7 +295,11 @@ def test_low_precision_losses(rng, dtype_name):
             np_bce_with_logits(x, t64),
         ),
         "mse_loss": (functools.partial(mse_loss, target=t), x, ((x - t64) ** 2).mean()),
-        "squared_loss": (functools.partial(squared_loss, target=t), x, 0.5 * (x - t64) ** 2),
     }
     # atol: float32 cancellation in softmax - 1 for the target class.
     assert_low_precision(cases, dtype_name, atol=1e-7)
+    # Elementwise (no reduction to protect): the input dtype, a few roundings of it.
+    dtype, rtol, _ = LOW_PRECISION[dtype_name]
+    squared = squared_loss(jnp.asarray(x, dtype), t)
+    assert squared.dtype == dtype
+    np.testing.assert_allclose(np.asarray(squared, np.float64), 0.5 * (x - t64) ** 2, rtol=4 * rtol)

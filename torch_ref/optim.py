@@ -46,7 +46,7 @@ LearningRate = float | Callable[[int], Any]
 Prox = Callable[[torch.Tensor, dict[str, Any]], torch.Tensor]
 
 
-# --------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------- internals
 
 
 def _check_nonnegative(value: Any, name: str) -> None:
