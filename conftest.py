@@ -5,9 +5,19 @@ explicitly), matmuls run at full precision, and silent dtype promotion or rank
 broadcasting fails loudly, as in equinox's test-suite.
 """
 
-import jax
-import numpy as np
-import pytest
+import os
+
+# One thread per test process for torch and BLAS: the suite runs two processes on two
+# cores (pytest-xdist), and tiny torch operations are many times slower with more
+# threads than cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Compile faster: LLVM's optimization level changes speed, not floating-point results
+# (no fast-math either way); the suite is dominated by compiling many small programs.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_default_matmul_precision", "highest")

@@ -10,10 +10,23 @@ from typing import Any
 
 import numpy as np
 
+_QUICK = False
+
+
+class _Parser(argparse.ArgumentParser):
+    def parse_args(self, *args: Any, **kwargs: Any) -> argparse.Namespace:  # type: ignore[override]
+        global _QUICK
+        namespace = super().parse_args(*args, **kwargs)
+        _QUICK = bool(getattr(namespace, "quick", False))
+        return namespace
+
 
 def parser(description: str, *, trains: bool = True) -> argparse.ArgumentParser:
-    """The standard command line: ``--quick``, ``--out DIR`` and (for training) ``--torch``."""
-    p = argparse.ArgumentParser(description=description)
+    """The standard command line: ``--quick``, ``--out DIR`` and (for training) ``--torch``.
+
+    ``--quick`` also makes :func:`save` write small draft figures (no layout pass).
+    """
+    p = _Parser(description=description)
     p.add_argument("--quick", action="store_true", help="tiny settings, for smoke tests")
     p.add_argument("--out", type=Path, default=Path("plots"), help="folder for the PNG figures")
     if trains:
@@ -39,8 +52,11 @@ def save(fig: Any, out: Path, name: str) -> Path:
     """Saves ``fig`` as ``out/name.png`` and closes it; returns the path."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    if _QUICK:  # a draft: same content, low resolution, no layout pass
+        fig.savefig(path, dpi=55)
+    else:
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
     pyplot().close(fig)
     print(f"wrote {path}")
     return path

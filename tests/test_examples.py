@@ -40,7 +40,7 @@ def assert_figure(path) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
     image = matplotlib.image.imread(path)
     height, width = image.shape[:2]
-    assert height >= 300 and width >= 500, (path, image.shape)
+    assert height >= 150 and width >= 250, (path, image.shape)
     rgb = image[..., :3].reshape(-1, 3)
     assert rgb.std(axis=0).min() > 0.02, f"{path} looks blank"
     assert len(np.unique(np.round(rgb * 8), axis=0)) >= 8, f"{path} has too few colours"
