@@ -51,8 +51,12 @@ def time_interleaved(
         once = max(time.perf_counter() - t0, 1e-7)
         loops[name] = max(1, math.ceil(min_time / once))
     samples: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(rounds):
-        for name, fn in candidates.items():
+    names = list(candidates)
+    for r in range(rounds):
+        # Rotate the order every round, so that no candidate always runs right after
+        # another one (a torch call leaves its worker threads spinning for a while).
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn = candidates[name]
             n = loops[name]
             t0 = time.perf_counter()
             for _ in range(n):
