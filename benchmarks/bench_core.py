@@ -167,8 +167,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--quick", action="store_true", help="small shapes, few rounds")
     args = parser.parse_args(argv)
     n, c, rounds = (256, 256, 5) if args.quick else (2048, 1024, 21)
-    print(f"core math, float32 [{n}, {c}], jax {jax.__version__} on {jax.default_backend()}, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    print(
+        f"core math, float32 [{n}, {c}], jax {jax.__version__} on {jax.default_backend()}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    )
     rows, ratios, torch_ratios = [], [], []
     for name, ours, anchor, theirs in cases(n, c):
         candidates = {"jaxreg": ours, "anchor": anchor}
@@ -180,25 +182,32 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         t_torch = t.get("torch")
         if t_torch is not None:
             torch_ratios.append(t["jaxreg"] / t_torch)
-        rows.append([
-            name,
-            t["jaxreg"] * 1e3,
-            t["anchor"] * 1e3,
-            "-" if t_torch is None else t_torch * 1e3,
-            ratio,
-            "-" if t_torch is None else t["jaxreg"] / t_torch,
-        ])
-    print(format_table(
-        ["operation", "jaxreg ms", "anchor ms", "torch ms", "jaxreg/anchor", "jaxreg/torch"], rows
-    ))
+        rows.append(
+            [
+                name,
+                t["jaxreg"] * 1e3,
+                t["anchor"] * 1e3,
+                "-" if t_torch is None else t_torch * 1e3,
+                ratio,
+                "-" if t_torch is None else t["jaxreg"] / t_torch,
+            ]
+        )
+    print(
+        format_table(
+            ["operation", "jaxreg ms", "anchor ms", "torch ms", "jaxreg/anchor", "jaxreg/torch"],
+            rows,
+        )
+    )
     summary = {
         "geomean jaxreg/anchor": geometric_mean(ratios),
         "geomean jaxreg/torch": geometric_mean(torch_ratios),
     }
     for k, v in summary.items():
         print(f"{k}: {v:.3f}")
-    print("anchors: jax.nn.logsumexp/log_softmax/softmax, optax integer-label CE and "
-          "kl_divergence, -Σ jax.scipy xlogy(p, p), jnp.linalg.norm, optax.global_norm")
+    print(
+        "anchors: jax.nn.logsumexp/log_softmax/softmax, optax integer-label CE and "
+        "kl_divergence, -Σ jax.scipy xlogy(p, p), jnp.linalg.norm, optax.global_norm"
+    )
     return summary
 
 

@@ -20,12 +20,14 @@ from jaxreg.norms import l1_norm as l1_norm
 from jaxreg.norms import l2_norm as l2_norm
 from jaxreg.norms import matrix_norm as matrix_norm
 from jaxreg.norms import vector_norm as vector_norm
+
 # penalties
 from jaxreg.penalties import elastic_net_penalty as elastic_net_penalty
 from jaxreg.penalties import group_lasso_penalty as group_lasso_penalty
 from jaxreg.penalties import l1_penalty as l1_penalty
 from jaxreg.penalties import l2_penalty as l2_penalty
 from jaxreg.penalties import weights_only as weights_only
+
 # information
 from jaxreg.information import cross_entropy as cross_entropy
 from jaxreg.information import entropy as entropy
@@ -37,12 +39,14 @@ from jaxreg.information import log_softmax as log_softmax
 from jaxreg.information import logsumexp as logsumexp
 from jaxreg.information import self_information as self_information
 from jaxreg.information import softmax as softmax
+
 # losses
 from jaxreg.losses import binary_cross_entropy_with_logits as binary_cross_entropy_with_logits
 from jaxreg.losses import mse_loss as mse_loss
 from jaxreg.losses import nll_loss as nll_loss
 from jaxreg.losses import softmax_cross_entropy as softmax_cross_entropy
 from jaxreg.losses import squared_loss as squared_loss
+
 # activations
 from jaxreg.activations import elu as elu
 from jaxreg.activations import glu as glu
@@ -54,17 +58,20 @@ from jaxreg.activations import silu as silu
 from jaxreg.activations import swiglu as swiglu
 from jaxreg.activations import swish as swish
 from jaxreg.activations import tanh as tanh
+
 # init
 from jaxreg.init import fan_in_and_fan_out as fan_in_and_fan_out
 from jaxreg.init import kaiming_normal as kaiming_normal
 from jaxreg.init import kaiming_uniform as kaiming_uniform
 from jaxreg.init import xavier_normal as xavier_normal
 from jaxreg.init import xavier_uniform as xavier_uniform
+
 # nn
 from jaxreg.nn import dropout as dropout
 from jaxreg.nn import Linear as Linear
 from jaxreg.nn import MLP as MLP
 from jaxreg.nn import SwiGLUFeedForward as SwiGLUFeedForward
+
 # optim
 from jaxreg.optim import adam as adam
 from jaxreg.optim import adamw as adamw
@@ -73,12 +80,14 @@ from jaxreg.optim import group_lasso_proximal as group_lasso_proximal
 from jaxreg.optim import l1_proximal as l1_proximal
 from jaxreg.optim import proximal_sgd as proximal_sgd
 from jaxreg.optim import sgd as sgd
+
 # convergence
 from jaxreg.convergence import convergence_init as convergence_init
 from jaxreg.convergence import convergence_update as convergence_update
 from jaxreg.convergence import ConvergenceState as ConvergenceState
 from jaxreg.convergence import has_converged as has_converged
 from jaxreg.convergence import minimize as minimize
+
 # diagnostics
 from jaxreg.diagnostics import activation_entropy as activation_entropy
 from jaxreg.diagnostics import confidence_penalty as confidence_penalty
@@ -89,11 +98,13 @@ from jaxreg.diagnostics import histogram_entropy as histogram_entropy
 from jaxreg.diagnostics import magnitude_entropy as magnitude_entropy
 from jaxreg.diagnostics import output_entropy as output_entropy
 from jaxreg.diagnostics import parameter_entropy as parameter_entropy
+
 # solvers
 from jaxreg.solvers import elastic_net as elastic_net
 from jaxreg.solvers import lasso as lasso
 from jaxreg.solvers import regularization_path as regularization_path
 from jaxreg.solvers import ridge as ridge
+
 # fused
 from jaxreg.fused import fused_linear_cross_entropy as fused_linear_cross_entropy
 from jaxreg.fused import vocab_parallel_cross_entropy as vocab_parallel_cross_entropy

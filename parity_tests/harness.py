@@ -76,7 +76,9 @@ def get_device(name: str) -> Device:
     for device in available_devices():
         if device.name == name:
             return device
-    raise ValueError(f"device {name!r} is not available; have {[d.name for d in available_devices()]}")
+    raise ValueError(
+        f"device {name!r} is not available; have {[d.name for d in available_devices()]}"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,7 +275,9 @@ def compare(
     # there and recompute (rare: only the edge cases with infinite values).
     finite = [np.isfinite(leaf) | ~np.issubdtype(leaf.dtype, np.inexact) for leaf in jax_leaves]
     if grad_argnums and not all(f.all() for f in finite):
-        cotangents = [np.where(f, c, 0).astype(c.dtype) for f, c in zip(finite, cotangents, strict=True)]
+        cotangents = [
+            np.where(f, c, 0).astype(c.dtype) for f, c in zip(finite, cotangents, strict=True)
+        ]
         _, jax_grads_raw = _jax_value_and_vjp(jax_fn, grad_argnums)(
             jargs, [jax.device_put(c, dev.jax_device) for c in cotangents]
         )
@@ -339,4 +343,3 @@ def check_case(case: ParityCase) -> None:
     for device in available_devices():
         for dtype in case.dtypes:
             assert_parity(run_case(case, dtype, device.name))
-

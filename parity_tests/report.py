@@ -57,7 +57,9 @@ def _row(r: ParityResult, markdown: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m parity_tests", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m parity_tests", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--filter", default="", help="run only cases whose name contains this")
     parser.add_argument("--device", choices=["cpu", "gpu"], help="only this device (default: all)")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
@@ -90,16 +92,26 @@ def main(argv: list[str] | None = None) -> int:
                     result = run_case(case, dtype, device)
                 except Exception as e:  # a crash is a failure of that row, not of the report
                     result = ParityResult(
-                        case.name, case.reference, dtype, device, float("nan"), float("nan"),
-                        float("nan"), float("nan"), TOLERANCES[dtype],
-                        False, (f"{type(e).__name__}: {e}",),
+                        case.name,
+                        case.reference,
+                        dtype,
+                        device,
+                        float("nan"),
+                        float("nan"),
+                        float("nan"),
+                        float("nan"),
+                        TOLERANCES[dtype],
+                        False,
+                        (f"{type(e).__name__}: {e}",),
                     )
                 total += 1
                 print(_row(result, args.markdown), flush=True)
                 if not result.passed:
                     failures.append(result)
-    print(f"\n{total - len(failures)} passed, {len(failures)} failed "
-          f"({len(cases)} cases, {time.perf_counter() - start:.1f} s)")
+    print(
+        f"\n{total - len(failures)} passed, {len(failures)} failed "
+        f"({len(cases)} cases, {time.perf_counter() - start:.1f} s)"
+    )
     for f in failures:
         print("  " + str(f))
     return 1 if failures else 0

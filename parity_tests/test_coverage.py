@@ -15,16 +15,32 @@ PUBLIC = sorted(jaxreg.__all__)
 # Names whose torch twin necessarily takes different arguments (documented there).
 TORCH_SIGNATURE_DIFFERS = {
     # torch optimizers are built from the parameters to optimize; optax transforms are not.
-    "sgd", "adam", "adamw", "proximal_sgd", "l1_proximal", "elastic_net_proximal",
+    "sgd",
+    "adam",
+    "adamw",
+    "proximal_sgd",
+    "l1_proximal",
+    "elastic_net_proximal",
     "group_lasso_proximal",
     # flax.nnx modules take `rngs`; torch modules do not.
-    "Linear", "MLP", "SwiGLUFeedForward", "dropout",
+    "Linear",
+    "MLP",
+    "SwiGLUFeedForward",
+    "dropout",
     # jax initializers take a key; torch's fill a tensor in place.
-    "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
     # jax state and loops are functional; torch's mutate.
-    "ConvergenceState", "convergence_init", "convergence_update", "has_converged", "minimize",
+    "ConvergenceState",
+    "convergence_init",
+    "convergence_update",
+    "has_converged",
+    "minimize",
     # shard_map collectives have no single-process torch equivalent.
-    "vocab_parallel_cross_entropy", "vocab_parallel_fused_linear_cross_entropy",
+    "vocab_parallel_cross_entropy",
+    "vocab_parallel_fused_linear_cross_entropy",
 }
 # Classes and state containers have no parity row of their own; they are covered
 # through the functions that use them.

@@ -17,12 +17,14 @@ from torch_ref.norms import l1_norm as l1_norm
 from torch_ref.norms import l2_norm as l2_norm
 from torch_ref.norms import matrix_norm as matrix_norm
 from torch_ref.norms import vector_norm as vector_norm
+
 # penalties
 from torch_ref.penalties import elastic_net_penalty as elastic_net_penalty
 from torch_ref.penalties import group_lasso_penalty as group_lasso_penalty
 from torch_ref.penalties import l1_penalty as l1_penalty
 from torch_ref.penalties import l2_penalty as l2_penalty
 from torch_ref.penalties import weights_only as weights_only
+
 # information
 from torch_ref.information import cross_entropy as cross_entropy
 from torch_ref.information import entropy as entropy
@@ -34,12 +36,14 @@ from torch_ref.information import log_softmax as log_softmax
 from torch_ref.information import logsumexp as logsumexp
 from torch_ref.information import self_information as self_information
 from torch_ref.information import softmax as softmax
+
 # losses
 from torch_ref.losses import binary_cross_entropy_with_logits as binary_cross_entropy_with_logits
 from torch_ref.losses import mse_loss as mse_loss
 from torch_ref.losses import nll_loss as nll_loss
 from torch_ref.losses import softmax_cross_entropy as softmax_cross_entropy
 from torch_ref.losses import squared_loss as squared_loss
+
 # activations
 from torch_ref.activations import elu as elu
 from torch_ref.activations import glu as glu
@@ -51,17 +55,20 @@ from torch_ref.activations import silu as silu
 from torch_ref.activations import swiglu as swiglu
 from torch_ref.activations import swish as swish
 from torch_ref.activations import tanh as tanh
+
 # init
 from torch_ref.init import fan_in_and_fan_out as fan_in_and_fan_out
 from torch_ref.init import kaiming_normal as kaiming_normal
 from torch_ref.init import kaiming_uniform as kaiming_uniform
 from torch_ref.init import xavier_normal as xavier_normal
 from torch_ref.init import xavier_uniform as xavier_uniform
+
 # nn
 from torch_ref.nn import dropout as dropout
 from torch_ref.nn import Linear as Linear
 from torch_ref.nn import MLP as MLP
 from torch_ref.nn import SwiGLUFeedForward as SwiGLUFeedForward
+
 # optim
 from torch_ref.optim import adam as adam
 from torch_ref.optim import adamw as adamw
@@ -70,12 +77,14 @@ from torch_ref.optim import group_lasso_proximal as group_lasso_proximal
 from torch_ref.optim import l1_proximal as l1_proximal
 from torch_ref.optim import proximal_sgd as proximal_sgd
 from torch_ref.optim import sgd as sgd
+
 # convergence
 from torch_ref.convergence import convergence_init as convergence_init
 from torch_ref.convergence import convergence_update as convergence_update
 from torch_ref.convergence import ConvergenceState as ConvergenceState
 from torch_ref.convergence import has_converged as has_converged
 from torch_ref.convergence import minimize as minimize
+
 # diagnostics
 from torch_ref.diagnostics import activation_entropy as activation_entropy
 from torch_ref.diagnostics import confidence_penalty as confidence_penalty
@@ -86,11 +95,13 @@ from torch_ref.diagnostics import histogram_entropy as histogram_entropy
 from torch_ref.diagnostics import magnitude_entropy as magnitude_entropy
 from torch_ref.diagnostics import output_entropy as output_entropy
 from torch_ref.diagnostics import parameter_entropy as parameter_entropy
+
 # solvers
 from torch_ref.solvers import elastic_net as elastic_net
 from torch_ref.solvers import lasso as lasso
 from torch_ref.solvers import regularization_path as regularization_path
 from torch_ref.solvers import ridge as ridge
+
 # fused
 from torch_ref.fused import fused_linear_cross_entropy as fused_linear_cross_entropy
 from torch_ref.fused import vocab_parallel_cross_entropy as vocab_parallel_cross_entropy
