@@ -378,8 +378,34 @@ def kl_divergence(
     return _scale(_kl(p, q, ax), factor).astype(dtype)
 
 
+@jax.custom_jvp
+def _rel_entr(p: jax.Array, q: jax.Array) -> jax.Array:
+    """``p·log(p/q)``: 0 where ``p = 0``, ``+inf`` where ``p > 0 = q`` (one log, not two).
+
+    Its derivative is that of ``xlogy(p, p) - xlogy(p, q)``, with the same conventions.
+    """
+    zero = p == 0
+    ratio = jnp.where(zero, jnp.ones_like(p), p) / jnp.where(zero, jnp.ones_like(q), q)
+    return jnp.where(zero, jnp.zeros_like(p), p * jnp.log(ratio))
+
+
+@_rel_entr.defjvp
+def _rel_entr_jvp(primals, tangents):
+    p, q = primals
+    p_dot, q_dot = tangents
+    p_pos, q_pos = p > 0, q > 0
+    p_safe = jnp.where(p_pos, p, jnp.ones_like(p))
+    q_safe = jnp.where(q_pos, q, jnp.ones_like(q))
+    # ∂p = (log p + 1)·[p > 0] - log q·[q > 0];  ∂q = -(p / q)·[q > 0]
+    d_p = jnp.where(p_pos, jnp.log(p_safe) + 1.0, jnp.zeros_like(p)) - jnp.where(
+        q_pos, jnp.log(q_safe), jnp.zeros_like(q)
+    )
+    d_q = jnp.where(q_pos, -p / q_safe, jnp.zeros_like(q))
+    return _rel_entr(p, q), p_dot * d_p + q_dot * d_q
+
+
 def _kl(p: jax.Array, q: jax.Array, axis: int) -> jax.Array:
-    return jnp.sum(xlogy(p, p) - xlogy(p, q), axis=axis)
+    return jnp.sum(_rel_entr(p, q), axis=axis)
 
 
 def kl_divergence_from_logits(
