@@ -131,3 +131,19 @@ def check_nonnegative(value: Any, name: str) -> None:
 def safe_abs(x: jax.Array) -> jax.Array:
     """``|x|`` with derivative ``sign(x)``, so 0 at 0 (``jnp.abs``'s derivative at 0 is 1)."""
     return x * lax.stop_gradient(jnp.sign(x))
+
+
+def is_symbolic_zero(t: Any) -> bool:
+    """Whether a tangent given to a ``symbolic_zeros=True`` JVP rule is an unperturbed input."""
+    return isinstance(t, jax.custom_derivatives.SymbolicZero)
+
+
+def sum_terms(terms: Sequence[jax.Array], like: jax.Array) -> jax.Array:
+    """The sum of the tangent terms that exist (zeros like ``like`` when there are none)."""
+    if not terms:
+        return jnp.zeros_like(like)
+    out = terms[0]
+    for t in terms[1:]:
+        out = out + t
+    return out
+

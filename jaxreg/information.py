@@ -47,15 +47,25 @@ def _prepare(x: ArrayLike, name: str, axis: int, where: ArrayLike | None):
     return _numerics.upcast(x), x.dtype, ax, _numerics.broadcast_where(where, x.shape)
 
 
-def _shift(x: jax.Array, axis: int, mask: jax.Array | None):
-    """``z = x - max`` (max held constant, 0 for rows without a finite max), ``exp(z)``, its sum.
+def _shift(x: jax.Array, axis: int, mask: jax.Array | None, *, floor_max: bool = False):
+    """``z = x - max`` (max held constant), ``exp(z)``, its sum.
 
-    Masked-out entries become ``-inf`` in ``z`` and 0 in ``exp(z)``.
+    Masked-out entries become ``-inf`` in ``z`` and 0 in ``exp(z)``. Rows without a
+    finite max shift by 0, so ``+inf`` entries stay ``+inf``. With ``floor_max`` the
+    max is instead taken with the lowest finite number as the reduction's initial
+    value: all ``-inf`` rows still give ``z = -inf``, and the compiler fuses the max
+    with the subtraction (for callers that use ``z`` more than once; a ``+inf``
+    entry then gives NaN in its row, as in torch and ``jax.nn``).
     """
     if mask is not None:
         x = jnp.where(mask, x, -jnp.inf)
-    m = jnp.max(x, axis=axis, keepdims=True)
-    m = lax.stop_gradient(jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m)))
+    if floor_max:
+        lowest = jnp.finfo(x.dtype).min
+        m = lax.reduce(x, jnp.array(lowest, x.dtype), lax.max, (axis,))
+        m = lax.stop_gradient(jnp.expand_dims(m, axis))
+    else:
+        m = jnp.max(x, axis=axis, keepdims=True)
+        m = lax.stop_gradient(jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m)))
     z = x - m
     e = jnp.exp(z)
     return m, z, e, jnp.sum(e, axis=axis, keepdims=True)
@@ -166,7 +176,7 @@ def log_softmax(x: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None)
       [-0.6931 -0.6931]
     """
     x, dtype, ax, mask = _prepare(x, "x", axis, where)
-    _, z, _, s = _shift(x, ax, mask)
+    _, z, _, s = _shift(x, ax, mask, floor_max=True)
     out = z - jnp.log(_positive_or_one(s)[1])
     if mask is not None:
         out = jnp.where(mask, out, -jnp.inf)
@@ -190,15 +200,22 @@ def xlogy(x: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.where(zero, jnp.zeros_like(x), x * jnp.log(jnp.where(zero, jnp.ones_like(y), y)))
 
 
-@xlogy.defjvp
 def _xlogy_jvp(primals, tangents):
     x, y = primals
     x_dot, y_dot = tangents
+    out = xlogy(x, y)
     positive = y > 0
     y_safe = jnp.where(positive, y, jnp.ones_like(y))
-    d_x = jnp.where(positive, jnp.log(y_safe), jnp.zeros_like(y))
-    d_y = jnp.where(positive, x / y_safe, jnp.zeros_like(x))
-    return xlogy(x, y), x_dot * d_x + y_dot * d_y
+    terms = []
+    # Only the derivatives that are asked for are computed (symbolic zeros).
+    if not _numerics.is_symbolic_zero(x_dot):
+        terms.append(x_dot * jnp.where(positive, jnp.log(y_safe), jnp.zeros_like(y)))
+    if not _numerics.is_symbolic_zero(y_dot):
+        terms.append(y_dot * jnp.where(positive, x / y_safe, jnp.zeros_like(x)))
+    return out, _numerics.sum_terms(terms, out)
+
+
+xlogy.defjvp(_xlogy_jvp, symbolic_zeros=True)
 
 
 def _prepare_pair(p: ArrayLike, q: ArrayLike, axis: int, names=("p", "q")):
@@ -389,19 +406,28 @@ def _rel_entr(p: jax.Array, q: jax.Array) -> jax.Array:
     return jnp.where(zero, jnp.zeros_like(p), p * jnp.log(ratio))
 
 
-@_rel_entr.defjvp
 def _rel_entr_jvp(primals, tangents):
     p, q = primals
     p_dot, q_dot = tangents
+    out = _rel_entr(p, q)
     p_pos, q_pos = p > 0, q > 0
-    p_safe = jnp.where(p_pos, p, jnp.ones_like(p))
     q_safe = jnp.where(q_pos, q, jnp.ones_like(q))
-    # ∂p = (log p + 1)·[p > 0] - log q·[q > 0];  ∂q = -(p / q)·[q > 0]
-    d_p = jnp.where(p_pos, jnp.log(p_safe) + 1.0, jnp.zeros_like(p)) - jnp.where(
-        q_pos, jnp.log(q_safe), jnp.zeros_like(q)
-    )
-    d_q = jnp.where(q_pos, -p / q_safe, jnp.zeros_like(q))
-    return _rel_entr(p, q), p_dot * d_p + q_dot * d_q
+    terms = []
+    # ∂p = (log p + 1)·[p > 0] - log q·[q > 0];  ∂q = -(p / q)·[q > 0]. Only the
+    # derivatives that are asked for are computed (symbolic zeros): the gradient in q
+    # alone needs no logarithm.
+    if not _numerics.is_symbolic_zero(p_dot):
+        p_safe = jnp.where(p_pos, p, jnp.ones_like(p))
+        d_p = jnp.where(p_pos, jnp.log(p_safe) + 1.0, jnp.zeros_like(p)) - jnp.where(
+            q_pos, jnp.log(q_safe), jnp.zeros_like(q)
+        )
+        terms.append(p_dot * d_p)
+    if not _numerics.is_symbolic_zero(q_dot):
+        terms.append(q_dot * jnp.where(q_pos, -p / q_safe, jnp.zeros_like(q)))
+    return out, _numerics.sum_terms(terms, out)
+
+
+_rel_entr.defjvp(_rel_entr_jvp, symbolic_zeros=True)
 
 
 def _kl(p: jax.Array, q: jax.Array, axis: int) -> jax.Array:

@@ -112,7 +112,7 @@ def softmax_cross_entropy(
     labels = jnp.asarray(labels)
     eps = label_smoothing
 
-    _, z, _, s = _shift(x, -1, None)
+    m, z, _, s = _shift(x, -1, None)
     log_s = jnp.log(_positive_or_one(s)[1])
     # log p = z - log Σ exp(z), with z = x - max: exact for extreme logits.
 
@@ -141,7 +141,10 @@ def softmax_cross_entropy(
     _check_int_labels(labels, x.shape[:-1], "logits")
     valid = labels != ignore_index
     safe_labels = jnp.where(valid, labels, jnp.zeros_like(labels))
-    z_y = jnp.take_along_axis(z, safe_labels[..., None], axis=-1)[..., 0]
+    # Gathered from x, then shifted: the same numbers as gathering from z, and z is
+    # then used only by the sum above, so it is never written to memory.
+    x_y = jnp.take_along_axis(x, safe_labels[..., None], axis=-1)
+    z_y = (x_y - m)[..., 0]
     nll = jnp.squeeze(log_s, -1) - z_y
     sample_weight = jnp.ones_like(nll) if w is None else w[safe_labels]
     sample_weight = jnp.where(valid, sample_weight, jnp.zeros_like(sample_weight))
