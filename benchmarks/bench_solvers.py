@@ -7,7 +7,8 @@ sides (scikit-learn's default ``tol=1e-4``), float64. jaxreg solves all strength
 once (one matrix product with the Gram matrix per iteration); scikit-learn runs
 coordinate descent with warm starts along the path (also on the Gram matrix, which it
 precomputes when ``n > p``). Times are medians of interleaved runs, compilation
-excluded; the coefficients of both are compared with each other and with a tight
+excluded, with a pause before each timed call so that neither side runs while the
+other's idle threads are still spinning; the coefficients of both are compared with each other and with a tight
 (``tol=1e-12``) solution.
 
     python -m benchmarks.bench_solvers [--quick]
@@ -25,6 +26,9 @@ from sklearn.linear_model import enet_path
 from benchmarks.common import block, format_table, geometric_mean, time_interleaved
 
 TOL = 1e-4
+#: Seconds between timed calls: scikit-learn's OpenBLAS threads spin for about 0.1 s
+#: after each call; without a pause they slow the JAX call that follows by ~1.7×.
+SETTLE = 0.3
 
 
 def problem(n: int, p: int, n_alphas: int, seed: int = 0):
@@ -73,6 +77,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         t = time_interleaved(
             {"jaxreg": lambda path=path: block(path(Xj, yj, aj)), "sklearn": sklearn},
             rounds=rounds,
+            settle=SETTLE,
         )
         ours = np.asarray(path(Xj, yj, aj)[0])
         theirs = sklearn().T

@@ -27,6 +27,7 @@ def time_interleaved(
     rounds: int = 21,
     min_time: float = 0.02,
     warmup: int = 2,
+    settle: float = 0.0,
 ) -> dict[str, float]:
     """Median seconds per call of each zero-argument callable, timed interleaved.
 
@@ -38,6 +39,10 @@ def time_interleaved(
       min_time: each candidate is called in a loop of ``n`` calls per round,
         ``n`` chosen so that the loop takes at least this many seconds.
       warmup: untimed calls per candidate first (compilation, caches).
+      settle: seconds to sleep before each timed loop, so that the worker threads a
+        previous candidate left spinning have gone to sleep (OpenBLAS, which NumPy and
+        scikit-learn use, busy-waits for about 0.1 s after each call and would
+        otherwise take the cores from whichever candidate runs next).
 
     Returns:
       name -> median seconds per call.
@@ -58,6 +63,8 @@ def time_interleaved(
         for name in names[r % len(names) :] + names[: r % len(names)]:
             fn = candidates[name]
             n = loops[name]
+            if settle:
+                time.sleep(settle)
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
