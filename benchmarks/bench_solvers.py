@@ -8,8 +8,8 @@ once (one matrix product with the Gram matrix per iteration); scikit-learn runs
 coordinate descent with warm starts along the path (also on the Gram matrix, which it
 precomputes when ``n > p``). Times are medians of interleaved runs, compilation
 excluded, with a pause before each timed call so that neither side runs while the
-other's idle threads are still spinning; the coefficients of both are compared with each other and with a tight
-(``tol=1e-12``) solution.
+other's idle threads are still spinning; the coefficients of both are compared with
+each other and with a tight (``tol=1e-12``) solution.
 
     python -m benchmarks.bench_solvers [--quick]
 """

@@ -146,4 +146,3 @@ def sum_terms(terms: Sequence[jax.Array], like: jax.Array) -> jax.Array:
     for t in terms[1:]:
         out = out + t
     return out
-
