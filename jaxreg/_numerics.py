@@ -6,15 +6,76 @@ bad call fails when it is traced, with a message naming the argument and the fix
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
 REDUCTIONS = ("none", "mean", "sum")
+
+F = TypeVar("F", bound=Callable[..., Any])
+_UNHASHABLE = object()
+
+
+#: Static arguments whose lists mean the same as tuples.
+_SEQUENCES = ("axis", "range")
+
+
+def _static_value(value: Any, name: str) -> Any:
+    """``value`` as a hashable static argument (0-d arrays as Python scalars, lists of
+    axes as tuples), or ``_UNHASHABLE`` for traced or otherwise unhashable values."""
+    if isinstance(value, jax.core.Tracer):
+        return _UNHASHABLE
+    if isinstance(value, list) and name not in _SEQUENCES:
+        return _UNHASHABLE  # e.g. a mask given as a list: its structure matters
+    if isinstance(value, (list, tuple)):
+        items = tuple(_static_value(v, "") for v in value)
+        return _UNHASHABLE if any(v is _UNHASHABLE for v in items) else items
+    if isinstance(value, (np.ndarray, jax.Array)):
+        return value.item() if value.ndim == 0 else _UNHASHABLE
+    try:
+        hash(value)
+    except TypeError:
+        return _UNHASHABLE
+    return value
+
+
+def compiled(*static_argnames: str) -> Callable[[F], F]:
+    """Compiles a public function as one XLA program, like ``jax.nn``'s functions.
+
+    An eager call then compiles the whole function once per input shapes, dtypes and
+    options (several times faster than compiling it operation by operation, as eager
+    JAX does), and later calls reuse the program. The named arguments choose the
+    computation (axes, ``ord``, ``reduction``, ...) and are static: the checks on them
+    run at trace time with their concrete values. When one of them is traced or cannot
+    be hashed (an array mask, a traced strength), the function runs as plain Python
+    inside the caller's trace instead, which compiles it with everything else.
+    """
+
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn)
+        jitted = jax.jit(fn, static_argnames=static_argnames)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            for name in static_argnames:
+                if name in bound.arguments:
+                    value = _static_value(bound.arguments[name], name)
+                    if value is _UNHASHABLE:
+                        return fn(*args, **kwargs)
+                    bound.arguments[name] = value
+            return jitted(*bound.args, **bound.kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def as_float_array(x: ArrayLike, name: str) -> jax.Array:

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxreg import _numerics
+
 __all__ = [
     "elu",
     "glu",
@@ -71,6 +73,7 @@ def _halves(x: ArrayLike, axis: int, fn: str) -> tuple[jax.Array, jax.Array]:
     return a, b
 
 
+@_numerics.compiled()
 def sigmoid(x: ArrayLike) -> jax.Array:
     r"""Logistic sigmoid.
 
@@ -90,6 +93,7 @@ def sigmoid(x: ArrayLike) -> jax.Array:
     return jax.nn.sigmoid(_floating(x, "x", "sigmoid"))
 
 
+@_numerics.compiled()
 def tanh(x: ArrayLike) -> jax.Array:
     r"""Hyperbolic tangent.
 
@@ -110,6 +114,7 @@ def tanh(x: ArrayLike) -> jax.Array:
     return jnp.tanh(_floating(x, "x", "tanh"))
 
 
+@_numerics.compiled()
 def relu(x: ArrayLike) -> jax.Array:
     r"""Rectified linear unit, with derivative 0 at 0 (torch).
 
@@ -132,6 +137,7 @@ def relu(x: ArrayLike) -> jax.Array:
     return jax.nn.relu(_floating(x, "x", "relu"))
 
 
+@_numerics.compiled()
 def leaky_relu(x: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Array:
     r"""Leaky ReLU, with derivative ``negative_slope`` at 0 (torch).
 
@@ -160,6 +166,7 @@ def leaky_relu(x: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Array:
     return jnp.where(x > 0, x, slope * x)
 
 
+@_numerics.compiled()
 def prelu(x: ArrayLike, weight: ArrayLike) -> jax.Array:
     r"""Parametric ReLU: a leaky ReLU with a learned slope, per channel on the last axis.
 
@@ -201,6 +208,7 @@ def prelu(x: ArrayLike, weight: ArrayLike) -> jax.Array:
     return jnp.where(x > 0, x, w * x)
 
 
+@_numerics.compiled()
 def elu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
     r"""Exponential linear unit, with derivative ``alpha`` at 0 (torch).
 
@@ -246,6 +254,7 @@ def _elu_jvp(primals, tangents):
     return _elu(x, alpha), dy_dx * dx + dy_dalpha * dalpha
 
 
+@_numerics.compiled("axis")
 def glu(x: ArrayLike, axis: int = -1) -> jax.Array:
     r"""Gated linear unit: the first half gated by the sigmoid of the second (torch).
 
@@ -270,6 +279,7 @@ def glu(x: ArrayLike, axis: int = -1) -> jax.Array:
     return a * jax.nn.sigmoid(b)
 
 
+@_numerics.compiled()
 def swish(x: ArrayLike, beta: ArrayLike = 1.0) -> jax.Array:
     r"""Swish with a slope parameter; ``beta = 1`` is :func:`silu`.
 
@@ -292,6 +302,7 @@ def swish(x: ArrayLike, beta: ArrayLike = 1.0) -> jax.Array:
     return x * jax.nn.sigmoid(_scalar_like(beta, x, "beta", "swish") * x)
 
 
+@_numerics.compiled()
 def silu(x: ArrayLike) -> jax.Array:
     r"""Sigmoid linear unit (swish with ``beta = 1``), torch's ``F.silu``.
 
@@ -311,6 +322,7 @@ def silu(x: ArrayLike) -> jax.Array:
     return jax.nn.silu(_floating(x, "x", "silu"))
 
 
+@_numerics.compiled("axis")
 def swiglu(x: ArrayLike, axis: int = -1) -> jax.Array:
     r"""SwiGLU: silu of the first half times the second half (LLaMA's gate).
 

@@ -40,6 +40,7 @@ from jaxreg import _numerics
 from jaxreg.information import entropy, entropy_from_logits, xlogy
 
 
+@_numerics.compiled("axis")
 def output_entropy(logits: ArrayLike, axis: int = -1) -> jax.Array:
     r"""Mean entropy of the predictive distributions ``softmax(logits)``, in nats.
 
@@ -77,6 +78,7 @@ def _magnitude_entropy(x: jax.Array, axis: Any) -> jax.Array:
     return jnp.squeeze(jnp.where(positive, h, jnp.zeros_like(h)), axis=axis)
 
 
+@_numerics.compiled()
 def magnitude_entropy(x: ArrayLike) -> jax.Array:
     r"""Entropy of the magnitudes of all entries of ``x``, normalised to a distribution.
 
@@ -105,6 +107,7 @@ def magnitude_entropy(x: ArrayLike) -> jax.Array:
     return _magnitude_entropy(jnp.ravel(_numerics.upcast(x)), 0).astype(x.dtype)
 
 
+@_numerics.compiled("axis")
 def activation_entropy(activations: ArrayLike, axis: int = -1) -> jax.Array:
     r"""Mean over examples of the magnitude entropy of the units' activations.
 
@@ -143,6 +146,7 @@ def _flat_tree(tree: Any, name: str) -> jax.Array:
     return jnp.concatenate([jnp.ravel(leaf).astype(work) for leaf in leaves])
 
 
+@_numerics.compiled()
 def gradient_entropy(grads: Any) -> jax.Array:
     r"""Magnitude entropy of all gradient entries of a pytree, taken together.
 
@@ -163,6 +167,7 @@ def gradient_entropy(grads: Any) -> jax.Array:
     return _magnitude_entropy(_flat_tree(grads, "grads"), 0)
 
 
+@_numerics.compiled()
 def parameter_entropy(params: Any) -> jax.Array:
     r"""Magnitude entropy of all parameters of a pytree, taken together.
 
@@ -183,6 +188,7 @@ def parameter_entropy(params: Any) -> jax.Array:
     return _magnitude_entropy(_flat_tree(params, "params"), 0)
 
 
+@_numerics.compiled("bins", "range")
 def histogram_entropy(
     x: ArrayLike, *, bins: int = 64, range: tuple[float, float] | None = None
 ) -> jax.Array:
@@ -227,6 +233,7 @@ def histogram_entropy(
     return entropy(counts / v.size).astype(x.dtype)
 
 
+@_numerics.compiled("bandwidth")
 def error_entropy(residuals: ArrayLike, *, bandwidth: float | None = None) -> jax.Array:
     r"""Rényi's quadratic entropy of the residuals, with a Gaussian Parzen window.
 
@@ -315,6 +322,7 @@ def entropy_report(
     return out
 
 
+@_numerics.compiled("axis")
 def confidence_penalty(logits: ArrayLike, strength: float, axis: int = -1) -> jax.Array:
     r"""The confidence penalty (Pereyra et al., 2017): ``-strength`` times the output entropy.
 

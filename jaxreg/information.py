@@ -76,6 +76,7 @@ def _positive_or_one(s: jax.Array) -> tuple[jax.Array, jax.Array]:
     return positive, jnp.where(positive, s, jnp.ones_like(s))
 
 
+@_numerics.compiled("axis", "keepdims")
 def logsumexp(
     x: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None, keepdims: bool = False
 ) -> jax.Array:
@@ -128,6 +129,7 @@ def _softmax_jvp(axis, primals, tangents):
     return y, y * (x_dot - jnp.sum(y * x_dot, axis=axis, keepdims=True))
 
 
+@_numerics.compiled("axis")
 def softmax(x: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) -> jax.Array:
     r"""Softmax along ``axis``, stable for any magnitude.
 
@@ -154,6 +156,7 @@ def softmax(x: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) -> 
     return _softmax(x, ax, mask).astype(dtype)
 
 
+@_numerics.compiled("axis")
 def log_softmax(x: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) -> jax.Array:
     r"""Log of the softmax along ``axis``, computed without forming the softmax.
 
@@ -232,6 +235,7 @@ def _prepare_pair(p: ArrayLike, q: ArrayLike, axis: int, names=("p", "q")):
     return _numerics.upcast(p), _numerics.upcast(q), p.dtype, ax
 
 
+@_numerics.compiled("base")
 def self_information(p: ArrayLike, *, base: float | None = None) -> jax.Array:
     r"""Self-information (surprisal) of each probability, elementwise.
 
@@ -262,6 +266,7 @@ def self_information(p: ArrayLike, *, base: float | None = None) -> jax.Array:
     return _scale(info, factor).astype(p.dtype)
 
 
+@_numerics.compiled("axis", "base")
 def entropy(p: ArrayLike, axis: int = -1, *, base: float | None = None) -> jax.Array:
     r"""Shannon entropy of the distributions along ``axis``.
 
@@ -291,6 +296,7 @@ def entropy(p: ArrayLike, axis: int = -1, *, base: float | None = None) -> jax.A
     return _scale(0.0 - jnp.sum(xlogy(work, work), axis=ax), factor).astype(p.dtype)
 
 
+@_numerics.compiled("axis", "base")
 def entropy_from_logits(
     logits: ArrayLike,
     axis: int = -1,
@@ -333,6 +339,7 @@ def entropy_from_logits(
     return _scale(jnp.squeeze(h, axis=ax), factor).astype(dtype)
 
 
+@_numerics.compiled("axis", "base")
 def cross_entropy(
     p: ArrayLike, q: ArrayLike, axis: int = -1, *, base: float | None = None
 ) -> jax.Array:
@@ -363,6 +370,7 @@ def cross_entropy(
     return _scale(0.0 - jnp.sum(xlogy(p, q), axis=ax), factor).astype(dtype)
 
 
+@_numerics.compiled("axis", "base")
 def kl_divergence(
     p: ArrayLike, q: ArrayLike, axis: int = -1, *, base: float | None = None
 ) -> jax.Array:
@@ -434,6 +442,7 @@ def _kl(p: jax.Array, q: jax.Array, axis: int) -> jax.Array:
     return jnp.sum(_rel_entr(p, q), axis=axis)
 
 
+@_numerics.compiled("axis")
 def kl_divergence_from_logits(
     p_logits: ArrayLike, q_logits: ArrayLike, axis: int = -1
 ) -> jax.Array:
@@ -469,6 +478,7 @@ def kl_divergence_from_logits(
     return jnp.sum(p * diff, axis=ax).astype(dtype)
 
 
+@_numerics.compiled("axis", "base")
 def js_divergence(
     p: ArrayLike, q: ArrayLike, axis: int = -1, *, base: float | None = None
 ) -> jax.Array:

@@ -53,6 +53,7 @@ def _weighted_reduce(losses: jax.Array, sample_weight: jax.Array, reduction: str
     return jnp.where(positive, jnp.sum(losses) / total, jnp.zeros_like(total))
 
 
+@_numerics.compiled("axis", "ignore_index", "label_smoothing", "reduction")
 def softmax_cross_entropy(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -174,6 +175,7 @@ def _t_log_p(t: jax.Array, log_p: jax.Array) -> jax.Array:
     return jnp.where(zero, jnp.zeros_like(t), t * jnp.where(zero, jnp.zeros_like(log_p), log_p))
 
 
+@_numerics.compiled("axis", "ignore_index", "reduction")
 def nll_loss(
     log_probs: ArrayLike,
     labels: ArrayLike,
@@ -240,6 +242,7 @@ def _broadcast_to_input(x: ArrayLike | None, shape: tuple[int, ...], name: str, 
     return jnp.broadcast_to(x.astype(dtype), shape)
 
 
+@_numerics.compiled("reduction")
 def binary_cross_entropy_with_logits(
     logits: ArrayLike,
     targets: ArrayLike,
@@ -291,6 +294,7 @@ def binary_cross_entropy_with_logits(
     return _numerics.reduce(losses, reduction).astype(dtype)
 
 
+@_numerics.compiled()
 def squared_loss(pred: ArrayLike, target: ArrayLike) -> jax.Array:
     r"""Elementwise half squared error, :math:`\tfrac12 (\hat y - y)^2` (gradient ``ŷ - y``).
 
@@ -306,6 +310,7 @@ def squared_loss(pred: ArrayLike, target: ArrayLike) -> jax.Array:
     return 0.5 * diff * diff
 
 
+@_numerics.compiled("reduction")
 def mse_loss(pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean") -> jax.Array:
     r"""Mean squared error, PyTorch's ``F.mse_loss``: :math:`(\hat y - y)^2`, then reduced.
 

@@ -175,6 +175,7 @@ def _vector_norm_parts(
     return _p_norm(parts, ord, axes, keepdims)
 
 
+@_numerics.compiled("ord", "axis", "keepdims")
 def vector_norm(
     x: ArrayLike, ord: Ord = 2, axis: int | Sequence[int] | None = None, keepdims: bool = False
 ) -> jax.Array:
@@ -215,6 +216,7 @@ def vector_norm(
     return out.astype(x.dtype)
 
 
+@_numerics.compiled("ord")
 def global_norm(tree: Any, ord: Ord = 2) -> jax.Array:
     r"""The vector norm of all leaves of a pytree taken together, as one flat vector.
 
@@ -296,6 +298,7 @@ def _pick(s: jax.Array, which: str) -> jax.Array:
 _SINGULAR_VALUE_NORMS = {w: _make_singular_value_norm(w) for w in ("nuc", "max", "min")}
 
 
+@_numerics.compiled("ord", "axis", "keepdims")
 def matrix_norm(
     x: ArrayLike,
     ord: Ord = "fro",
@@ -366,6 +369,7 @@ def matrix_norm(
 # --- conveniences -----------------------------------------------------------------
 
 
+@_numerics.compiled("axis")
 def l1_norm(x: ArrayLike, axis: int | Sequence[int] | None = None) -> jax.Array:
     r"""``vector_norm(x, 1, axis)``: :math:`\sum_i |x_i|`, gradient ``sign(x)`` (0 at 0).
 
@@ -377,6 +381,7 @@ def l1_norm(x: ArrayLike, axis: int | Sequence[int] | None = None) -> jax.Array:
     return vector_norm(x, 1, axis)
 
 
+@_numerics.compiled("axis")
 def l2_norm(x: ArrayLike, axis: int | Sequence[int] | None = None) -> jax.Array:
     r"""``vector_norm(x, 2, axis)``: :math:`\sqrt{\sum_i x_i^2}`, gradient 0 at 0.
 
@@ -388,6 +393,7 @@ def l2_norm(x: ArrayLike, axis: int | Sequence[int] | None = None) -> jax.Array:
     return vector_norm(x, 2, axis)
 
 
+@_numerics.compiled("axis")
 def frobenius_norm(x: ArrayLike, axis: tuple[int, int] = (-2, -1)) -> jax.Array:
     r"""``matrix_norm(x, "fro", axis)``: :math:`\sqrt{\sum_{ij} x_{ij}^2}`.
 

@@ -101,6 +101,7 @@ def _half_sq(w: jax.Array) -> jax.Array:
     return 0.5 * jnp.sum(w * w)
 
 
+@_numerics.compiled("mask")
 def l1_penalty(params: Any, *, mask: Mask | None = None) -> jax.Array:
     r"""The L1 penalty :math:`\sum_w \sum_i |w_i|` over the selected leaves.
 
@@ -121,6 +122,7 @@ def l1_penalty(params: Any, *, mask: Mask | None = None) -> jax.Array:
     return _sum_over_leaves(params, mask, _l1)
 
 
+@_numerics.compiled("mask")
 def l2_penalty(params: Any, *, mask: Mask | None = None) -> jax.Array:
     r"""The L2 penalty :math:`\tfrac12 \sum_w \sum_i w_i^2` over the selected leaves.
 
@@ -142,6 +144,7 @@ def l2_penalty(params: Any, *, mask: Mask | None = None) -> jax.Array:
     return _sum_over_leaves(params, mask, _half_sq)
 
 
+@_numerics.compiled("l1_ratio", "mask")
 def elastic_net_penalty(
     params: Any, *, l1_ratio: float = 0.5, mask: Mask | None = None
 ) -> jax.Array:
@@ -169,6 +172,7 @@ def elastic_net_penalty(
     )
 
 
+@_numerics.compiled("axis", "mask")
 def group_lasso_penalty(params: Any, *, axis: int = -1, mask: Mask | None = None) -> jax.Array:
     r"""The group-lasso penalty (Yuan & Lin, 2006): each group's L2 norm, weighted by √size.
 
