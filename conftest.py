@@ -47,3 +47,13 @@ def _doctest_namespace(doctest_namespace):
     import jax.numpy as jnp
 
     doctest_namespace.update(jax=jax, jnp=jnp, np=np)
+
+
+#: The longest tests (dozens of compilations each, or a subprocess) run first, so that
+#: the two xdist workers finish together instead of one waiting for the other's last
+#: long test.
+_SLOW_FIRST = ("tests/test_readme.py", "tests/test_sharded.py", "tests/test_examples.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: not item.nodeid.startswith(_SLOW_FIRST))

@@ -1,9 +1,10 @@
 """Core math: jit'd jaxreg against the jax.nn / optax anchors and torch eager.
 
-For each operation, the three candidates are timed interleaved in one process
-(medians over rounds); the table shows milliseconds and the ratios
-``jaxreg / anchor`` and ``jaxreg / torch``, and the geometric mean of the anchor
-ratios — the number that says whether jaxreg's safety costs speed.
+For each operation, the three candidates are timed interleaved in one process; the
+table shows median milliseconds and the ratios ``jaxreg / anchor`` and
+``jaxreg / torch`` (medians over rounds of the ratio within a round), and the
+geometric mean of the anchor ratios — the number that says whether jaxreg's
+safety costs speed.
 
     python -m benchmarks.bench_core [--quick]
 """
@@ -11,6 +12,7 @@ ratios — the number that says whether jaxreg's safety costs speed.
 from __future__ import annotations
 
 import argparse
+import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import jaxreg
-from benchmarks.common import block, format_table, geometric_mean, time_interleaved
+from benchmarks.common import block, format_table, geometric_mean, paired_ratio, sample_interleaved
 
 
 def _jit_value_and_grad(f: Callable[..., jax.Array]) -> Callable[..., Any]:
@@ -176,12 +178,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         candidates = {"jaxreg": ours, "anchor": anchor}
         if theirs is not None:
             candidates["torch"] = theirs
-        t = time_interleaved(candidates, rounds=rounds)
-        ratio = t["jaxreg"] / t["anchor"]
+        samples = sample_interleaved(candidates, rounds=rounds)
+        t = {k: statistics.median(v) for k, v in samples.items()}
+        ratio = paired_ratio(samples, "jaxreg", "anchor")
         ratios.append(ratio)
         t_torch = t.get("torch")
-        if t_torch is not None:
-            torch_ratios.append(t["jaxreg"] / t_torch)
+        torch_ratio = None if t_torch is None else paired_ratio(samples, "jaxreg", "torch")
+        if torch_ratio is not None:
+            torch_ratios.append(torch_ratio)
         rows.append(
             [
                 name,
@@ -189,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 t["anchor"] * 1e3,
                 "-" if t_torch is None else t_torch * 1e3,
                 ratio,
-                "-" if t_torch is None else t["jaxreg"] / t_torch,
+                "-" if torch_ratio is None else torch_ratio,
             ]
         )
     print(

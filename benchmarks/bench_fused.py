@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxreg
-from benchmarks.common import block, format_table, time_interleaved
+from benchmarks.common import block, format_table, paired_ratio, sample_interleaved
 
 BIG = (8192, 4096, 128256)  # tokens, model width, LLaMA-3 vocabulary
 MiB = 2**20
@@ -70,7 +71,7 @@ def time_table(shapes: list[tuple[int, int, int]], dtypes: list[Any], rounds: in
                         functools.partial(fused, chunk_size=chunk)
                     )
             losses = {k: float(fn(*args)[0]) for k, fn in candidates.items()}
-            t = time_interleaved(
+            samples = sample_interleaved(
                 {k: (lambda fn=fn, args=args: block(fn(*args))) for k, fn in candidates.items()},
                 rounds=rounds,
                 min_time=0.0,
@@ -82,8 +83,8 @@ def time_table(shapes: list[tuple[int, int, int]], dtypes: list[Any], rounds: in
                         f"{n}x{d}x{v}",
                         jnp.dtype(dtype).name,
                         k,
-                        t[k] * 1e3,
-                        t[k] / t["naive"],
+                        statistics.median(samples[k]) * 1e3,
+                        paired_ratio(samples, k, "naive"),
                         f"{abs(losses[k] - losses['naive']):.1e}",
                     ]
                 )

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import statistics
 
 import jax
 import numpy as np
 from sklearn.linear_model import enet_path
 
-from benchmarks.common import block, format_table, geometric_mean, time_interleaved
+from benchmarks.common import block, format_table, geometric_mean, paired_ratio, sample_interleaved
 
 TOL = 1e-4
 #: Seconds between timed calls: scikit-learn's OpenBLAS threads spin for about 0.1 s
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         def sklearn(l1_ratio=l1_ratio):
             return enet_path(X, y, l1_ratio=l1_ratio, alphas=alphas, tol=TOL)[1]
 
-        t = time_interleaved(
+        samples = sample_interleaved(
             {"jaxreg": lambda path=path: block(path(Xj, yj, aj)), "sklearn": sklearn},
             rounds=rounds,
             settle=SETTLE,
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         ours = np.asarray(path(Xj, yj, aj)[0])
         theirs = sklearn().T
         best = np.asarray(tight(Xj, yj, aj)[0])
-        ratio = t["jaxreg"] / t["sklearn"]
+        t = {k: statistics.median(v) for k, v in samples.items()}
+        ratio = paired_ratio(samples, "jaxreg", "sklearn")
         ratios.append(ratio)
         rows.append(
             [

@@ -31,6 +31,35 @@ def time_interleaved(
 ) -> dict[str, float]:
     """Median seconds per call of each zero-argument callable, timed interleaved.
 
+    The arguments are those of :func:`sample_interleaved`.
+    """
+    samples = sample_interleaved(
+        candidates, rounds=rounds, min_time=min_time, warmup=warmup, settle=settle
+    )
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def paired_ratio(samples: Mapping[str, Sequence[float]], numerator: str, denominator: str) -> float:
+    """The median over rounds of ``numerator / denominator`` timed in the same round.
+
+    Steadier than the ratio of the two medians: both times of a round share that
+    moment's machine state (frequency, neighbours), which the ratio cancels.
+    """
+    return statistics.median(
+        a / b for a, b in zip(samples[numerator], samples[denominator], strict=True)
+    )
+
+
+def sample_interleaved(
+    candidates: Mapping[str, Callable[[], Any]],
+    *,
+    rounds: int = 21,
+    min_time: float = 0.02,
+    warmup: int = 2,
+    settle: float = 0.0,
+) -> dict[str, list[float]]:
+    """Seconds per call of each zero-argument callable in every round, timed interleaved.
+
     Args:
       candidates: name -> callable; each call must finish its work before it
         returns (wrap JAX calls with :func:`block`; on GPU, torch calls with
@@ -45,7 +74,7 @@ def time_interleaved(
         otherwise take the cores from whichever candidate runs next).
 
     Returns:
-      name -> median seconds per call.
+      name -> seconds per call in each round.
     """
     loops: dict[str, int] = {}
     for name, fn in candidates.items():
@@ -69,7 +98,7 @@ def time_interleaved(
             for _ in range(n):
                 fn()
             samples[name].append((time.perf_counter() - t0) / n)
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return samples
 
 
 def geometric_mean(values: Sequence[float]) -> float:
