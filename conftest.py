@@ -57,3 +57,13 @@ _SLOW_FIRST = ("tests/test_readme.py", "tests/test_sharded.py", "tests/test_exam
 
 def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: not item.nodeid.startswith(_SLOW_FIRST))
+
+
+def pytest_sessionstart(session):
+    # Tracing makes many short-lived cyclic objects: collect the young generation less
+    # often, and never rescan what was imported before the first test.
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
