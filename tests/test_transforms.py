@@ -298,3 +298,43 @@ def test_grad_equals_finite_difference(results):
 
 def test_jacfwd_agrees_with_grad(results):
     assert_tree_close(results["jacfwd_vjp"], results["grad"], rtol=1e-12, atol=1e-13)
+
+
+# ------------------------------------------------------------- compiled public functions
+
+
+def test_eager_call_compiles_one_program_and_reuses_it():
+    compiles = []
+    recording = [True]
+
+    def listener(event: str, duration: float, **_: Any) -> None:
+        if recording[0] and event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        logits = np.random.default_rng(0).normal(size=(6, 5))
+        labels = np.array([0, 1, 2, 3, 4, -100], np.int32)
+        call = functools.partial(softmax_cross_entropy, weight=np.arange(1.0, 6.0))
+        first = call(logits, labels, label_smoothing=0.1)
+        after_first = len(compiles)
+        second = call(logits + 1.0, labels, label_smoothing=0.1)
+        assert after_first == 1, f"{after_first} programs compiled (op by op?)"
+        assert len(compiles) == after_first, "the same signature compiled again"
+        np.testing.assert_allclose(first, second, rtol=1e-12)  # a shift leaves CE unchanged
+    finally:
+        recording[0] = False
+
+
+def test_static_options_accept_lists_and_traced_values():
+    x = np.random.default_rng(1).normal(size=(3, 4))
+    np.testing.assert_array_equal(vector_norm(x, axis=[0, 1]), vector_norm(x, axis=(0, 1)))
+    # A list-shaped mask keeps its structure (it is not turned into a static tuple).
+    params = [jnp.ones((2, 2)), jnp.ones(2)]
+    assert float(l1_penalty(params, mask=[True, False])) == 4.0
+    # A traced option runs inside the caller's trace: gradients in the bandwidth work.
+    r = jnp.linspace(-1.0, 1.0, 9)
+    grad = jax.grad(lambda b: jaxreg.error_entropy(r, bandwidth=b))(0.5)
+    eps = 1e-6
+    fd = jaxreg.error_entropy(r, bandwidth=0.5 + eps) - jaxreg.error_entropy(r, bandwidth=0.5 - eps)
+    np.testing.assert_allclose(grad, fd / (2 * eps), rtol=1e-6)
