@@ -12,7 +12,6 @@ safety costs speed.
 from __future__ import annotations
 
 import argparse
-import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +23,14 @@ import torch
 import torch.nn.functional as F
 
 import jaxreg
-from benchmarks.common import block, format_table, geometric_mean, paired_ratio, sample_interleaved
+from benchmarks.common import (
+    block,
+    format_table,
+    geometric_mean,
+    medians,
+    paired_ratio,
+    sample_interleaved,
+)
 
 
 def _jit_value_and_grad(f: Callable[..., jax.Array]) -> Callable[..., Any]:
@@ -179,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if theirs is not None:
             candidates["torch"] = theirs
         samples = sample_interleaved(candidates, rounds=rounds)
-        t = {k: statistics.median(v) for k, v in samples.items()}
+        t = medians(samples)
         ratio = paired_ratio(samples, "jaxreg", "anchor")
         ratios.append(ratio)
         t_torch = t.get("torch")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxreg
-from benchmarks.common import block, format_table, paired_ratio, sample_interleaved
+from benchmarks.common import block, format_table, medians, paired_ratio, sample_interleaved
 
 BIG = (8192, 4096, 128256)  # tokens, model width, LLaMA-3 vocabulary
 MiB = 2**20
@@ -77,13 +76,14 @@ def time_table(shapes: list[tuple[int, int, int]], dtypes: list[Any], rounds: in
                 min_time=0.0,
                 warmup=1,
             )
+            t = medians(samples)
             for k in candidates:
                 rows.append(
                     [
                         f"{n}x{d}x{v}",
                         jnp.dtype(dtype).name,
                         k,
-                        statistics.median(samples[k]) * 1e3,
+                        t[k] * 1e3,
                         paired_ratio(samples, k, "naive"),
                         f"{abs(losses[k] - losses['naive']):.1e}",
                     ]

@@ -18,13 +18,19 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
 
 import jax
 import numpy as np
 from sklearn.linear_model import enet_path
 
-from benchmarks.common import block, format_table, geometric_mean, paired_ratio, sample_interleaved
+from benchmarks.common import (
+    block,
+    format_table,
+    geometric_mean,
+    medians,
+    paired_ratio,
+    sample_interleaved,
+)
 
 TOL = 1e-4
 #: Seconds between timed calls: scikit-learn's OpenBLAS threads spin for about 0.1 s
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         ours = np.asarray(path(Xj, yj, aj)[0])
         theirs = sklearn().T
         best = np.asarray(tight(Xj, yj, aj)[0])
-        t = {k: statistics.median(v) for k, v in samples.items()}
+        t = medians(samples)
         ratio = paired_ratio(samples, "jaxreg", "sklearn")
         ratios.append(ratio)
         rows.append(

@@ -21,21 +21,8 @@ def block(x: Any) -> Any:
     return jax.block_until_ready(x)
 
 
-def time_interleaved(
-    candidates: Mapping[str, Callable[[], Any]],
-    *,
-    rounds: int = 21,
-    min_time: float = 0.02,
-    warmup: int = 2,
-    settle: float = 0.0,
-) -> dict[str, float]:
-    """Median seconds per call of each zero-argument callable, timed interleaved.
-
-    The arguments are those of :func:`sample_interleaved`.
-    """
-    samples = sample_interleaved(
-        candidates, rounds=rounds, min_time=min_time, warmup=warmup, settle=settle
-    )
+def medians(samples: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    """Median seconds per call of each candidate, from :func:`sample_interleaved`."""
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
