@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -201,9 +202,4 @@ def is_symbolic_zero(t: Any) -> bool:
 
 def sum_terms(terms: Sequence[jax.Array], like: jax.Array) -> jax.Array:
     """The sum of the tangent terms that exist (zeros like ``like`` when there are none)."""
-    if not terms:
-        return jnp.zeros_like(like)
-    out = terms[0]
-    for t in terms[1:]:
-        out = out + t
-    return out
+    return functools.reduce(operator.add, terms) if terms else jnp.zeros_like(like)
