@@ -412,7 +412,7 @@ def test_adamw_generated_hyperparameters(b1, b2, eps, weight_decay):
 
 def test_static_and_traced_hyperparameters_agree():
     """Python-float hyperparameters (the usual call) take the same arithmetic as the traced
-    ones the table above runs with."""
+    ones the table above runs with (to rounding: XLA may fold the constants differently)."""
     w0, b0, X, y = _linear_inputs(np.random.default_rng(0))
     p0 = {"w": jnp.asarray(w0), "b": jnp.asarray(b0)}
     hp = dict(momentum=0.9, dampening=0.1, weight_decay=0.1)
@@ -422,7 +422,7 @@ def test_static_and_traced_hyperparameters_agree():
     static = jax_trajectory(optim.sgd(0.05, **hp), p0, X, y)
     got = traced(jnp.array([0.05, *hp.values()]))
     for k in p0:
-        np.testing.assert_array_equal(got[k], static[k])
+        np.testing.assert_allclose(got[k], static[k], rtol=1e-13, atol=1e-15)
 
 
 def test_mask_false_leaves_are_stepped_without_decay():
