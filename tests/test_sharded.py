@@ -22,9 +22,7 @@ def test_vocab_and_data_parallel_match_one_device():
     env = dict(os.environ)
     # XLA's default code generation: conftest.py's compile-time settings are dropped, so
     # that one part of the suite runs what users run.
-    flags = [
-        f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(_FAST_COMPILE_FLAGS)
-    ]
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(_FAST_COMPILE_FLAGS)]
     env["XLA_FLAGS"] = " ".join([*flags, "--xla_force_host_platform_device_count=8"])
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
