@@ -29,8 +29,11 @@ from benchmarks.common import (
     geometric_mean,
     medians,
     paired_ratio,
-    sample_interleaved,
+    sample_pooled,
 )
+
+#: Copies of every input (see ``benchmarks.common.sample_pooled``).
+COPIES = 3
 
 
 def _jit_value_and_grad(f: Callable[..., jax.Array]) -> Callable[..., Any]:
@@ -47,6 +50,15 @@ def _torch_value_and_grad(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
     return run
 
 
+def _torch_vjp(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, ct: torch.Tensor):
+    def run():
+        xx = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(f(xx), xx, ct)
+        return g
+
+    return run
+
+
 def cases(n: int, c: int, seed: int = 0) -> list[tuple[str, Callable, Callable, Callable]]:
     """``(name, jaxreg, anchor, torch)`` zero-argument callables on shared float32 data."""
     rng = np.random.default_rng(seed)
@@ -57,7 +69,9 @@ def cases(n: int, c: int, seed: int = 0) -> list[tuple[str, Callable, Callable, 
     v_np = rng.standard_normal(n * c).astype(np.float32)
     tree_np = {f"w{i}": rng.standard_normal((c // 4, c // 4)).astype(np.float32) for i in range(8)}
 
+    ct_np = rng.standard_normal((n, c)).astype(np.float32)
     x, labels = jnp.asarray(x_np), jnp.asarray(labels_np, jnp.int32)
+    ct, tct = jnp.asarray(ct_np), torch.from_numpy(ct_np)
     p, q, v = jnp.asarray(p_np), jnp.asarray(q_np), jnp.asarray(v_np)
     tree = {k: jnp.asarray(a) for k, a in tree_np.items()}
     tx, tlabels = torch.from_numpy(x_np), torch.from_numpy(labels_np)
@@ -71,6 +85,10 @@ def cases(n: int, c: int, seed: int = 0) -> list[tuple[str, Callable, Callable, 
     def jg(f, *args):
         fn = _jit_value_and_grad(f)
         return lambda: block(fn(*args))
+
+    def jv(f, x, cotangent):
+        fn = jax.jit(lambda x, ct: jax.vjp(f, x)[1](ct))
+        return lambda: block(fn(x, cotangent))
 
     optax_ce = optax.losses.softmax_cross_entropy_with_integer_labels
 
@@ -100,10 +118,22 @@ def cases(n: int, c: int, seed: int = 0) -> list[tuple[str, Callable, Callable, 
             lambda: F.log_softmax(tx, -1),
         ),
         (
+            "log_softmax grad",
+            jv(jaxreg.log_softmax, x, ct),
+            jv(jax.nn.log_softmax, x, ct),
+            _torch_vjp(lambda t: F.log_softmax(t, -1), tx, tct),
+        ),
+        (
             "softmax",
             j(jaxreg.softmax, x),
             j(jax.nn.softmax, x),
             lambda: torch.softmax(tx, -1),
+        ),
+        (
+            "softmax grad",
+            jv(jaxreg.softmax, x, ct),
+            jv(jax.nn.softmax, x, ct),
+            _torch_vjp(lambda t: torch.softmax(t, -1), tx, tct),
         ),
         (
             "cross-entropy",
@@ -174,17 +204,22 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, few rounds")
     args = parser.parse_args(argv)
-    n, c, rounds = (256, 256, 5) if args.quick else (2048, 1024, 41)
+    n, c, rounds = (256, 256, 5) if args.quick else (2048, 1024, 25)
+    copies = 1 if args.quick else COPIES
     print(
         f"core math, float32 [{n}, {c}], jax {jax.__version__} on {jax.default_backend()}, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"{copies} copies of the inputs"
     )
     rows, ratios, torch_ratios = [], [], []
-    for name, ours, anchor, theirs in cases(n, c):
-        candidates = {"jaxreg": ours, "anchor": anchor}
-        if theirs is not None:
-            candidates["torch"] = theirs
-        samples = sample_interleaved(candidates, rounds=rounds)
+    # Every case on separate copies of its inputs (same values): see sample_pooled.
+    instances = [cases(n, c) for _ in range(copies)]
+    for row in zip(*instances, strict=True):
+        name = row[0][0]
+        candidates = {"jaxreg": [r[1] for r in row], "anchor": [r[2] for r in row]}
+        if row[0][3] is not None:
+            candidates["torch"] = [r[3] for r in row]
+        samples = sample_pooled(candidates, rounds=rounds, min_time=0.01)
         t = medians(samples)
         ratio = paired_ratio(samples, "jaxreg", "anchor")
         ratios.append(ratio)

@@ -8,6 +8,7 @@ so the ratios are fair even when the absolute times wander.
 from __future__ import annotations
 
 import math
+import random
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -67,25 +68,57 @@ def sample_interleaved(
     for name, fn in candidates.items():
         for _ in range(warmup):
             fn()
-        t0 = time.perf_counter()
-        fn()
-        once = max(time.perf_counter() - t0, 1e-7)
-        loops[name] = max(1, math.ceil(min_time / once))
+        once = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn()
+            once.append(time.perf_counter() - t0)
+        loops[name] = max(1, math.ceil(min_time / max(statistics.median(once), 1e-7)))
     samples: dict[str, list[float]] = {name: [] for name in candidates}
+    order = random.Random(0)
     names = list(candidates)
-    for r in range(rounds):
-        # Rotate the order every round, so that no candidate always runs right after
-        # another one (a torch call leaves its worker threads spinning for a while).
-        for name in names[r % len(names) :] + names[: r % len(names)]:
+    for _ in range(rounds):
+        # A fresh random order every round, so that each candidate follows each other
+        # one equally often (a torch call leaves its worker threads awake for a while,
+        # which slows whatever runs next; a fixed rotation would favour some pairs).
+        order.shuffle(names)
+        for name in names:
             fn = candidates[name]
             n = loops[name]
             if settle:
                 time.sleep(settle)
+            fn()  # untimed: brings this candidate's code and data back into the caches
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
             samples[name].append((time.perf_counter() - t0) / n)
     return samples
+
+
+def sample_pooled(
+    candidates: Mapping[str, Sequence[Callable[[], Any]]], **kwargs: Any
+) -> dict[str, list[float]]:
+    """:func:`sample_interleaved` over several instances of each candidate, pooled.
+
+    Each candidate comes as a list of instances: the same computation on separate
+    copies of its inputs. Where a buffer happens to lie in memory shifts a
+    sub-millisecond operation's time by several percent for the whole run (identical
+    calls on two copies of one array differ consistently by up to 5 % on a small
+    machine); timing every instance in every round and taking their mean spreads that
+    over the candidates instead of handing it to one of them.
+
+    Returns:
+      name -> the mean over its instances of the seconds per call, in each round.
+    """
+    flat = {f"{name}#{k}": fn for name, fns in candidates.items() for k, fn in enumerate(fns)}
+    samples = sample_interleaved(flat, **kwargs)
+    return {
+        name: [
+            statistics.fmean(times)
+            for times in zip(*(samples[f"{name}#{k}"] for k in range(len(fns))), strict=True)
+        ]
+        for name, fns in candidates.items()
+    }
 
 
 def geometric_mean(values: Sequence[float]) -> float:

@@ -89,17 +89,17 @@ def _rescaled_p_norm(parts: Sequence[jax.Array], p: float, axes: Any, keepdims: 
 
 def _two_norm_value(parts: Sequence[jax.Array], axes: Any, keepdims: bool) -> jax.Array:
     s = _sum_pow(parts, 2.0, axes, keepdims)
-    plain = _safe_root(s, 2.0)
     if any(x.size == 0 for x in parts):
-        return plain
-    # The cheap check, on the result only: a sum of squares that overflowed (inf), or
-    # that is below tiny/eps (digits lost to underflow; this includes 0, which an
-    # all-zero input also gives and for which the rescaled branch returns 0 too).
+        return _safe_root(s, 2.0)
+    # The cheap check, on the sum of squares only: one that overflowed (inf), or that is
+    # below tiny/eps (digits lost to underflow; this includes 0, which an all-zero input
+    # also gives and for which the rescaled branch returns 0 too). The square root is
+    # taken inside the common branch, so the check adds one small kernel.
     finfo = jnp.finfo(s.dtype)
     threshold = float(finfo.tiny) / float(finfo.eps)
     needs = jnp.any(jnp.isinf(s) | (s < threshold))
-    rescaled, keep = _two_norm_branches(axes, keepdims)
-    return lax.cond(needs, rescaled, keep, list(parts), plain)
+    rescaled, plain = _two_norm_branches(axes, keepdims)
+    return lax.cond(needs, rescaled, plain, list(parts), s)
 
 
 @functools.cache
@@ -110,13 +110,13 @@ def _two_norm_branches(axes: Any, keepdims: bool):
     every call would retrace and recompile each eager call.
     """
 
-    def rescaled(parts: list[jax.Array], plain: jax.Array) -> jax.Array:
+    def rescaled(parts: list[jax.Array], s: jax.Array) -> jax.Array:
         return _rescaled_p_norm(parts, 2.0, axes, keepdims)
 
-    def keep(parts: list[jax.Array], plain: jax.Array) -> jax.Array:
-        return plain
+    def plain(parts: list[jax.Array], s: jax.Array) -> jax.Array:
+        return _safe_root(s, 2.0)
 
-    return rescaled, keep
+    return rescaled, plain
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
