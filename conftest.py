@@ -10,38 +10,47 @@ import subprocess
 import sys
 from importlib.metadata import version
 
+#: XLA flags that compile the suite's ~1600 small programs in about half the time.
+#: LLVM's optimization level changes speed, not floating-point semantics (no fast-math
+#: either way), and XLA's older elemental emitters compile fusions in half the time of
+#: the newer MLIR fusion emitters; results agree to rounding. The parity report (the
+#: README's main job), the benchmarks and tests/test_sharded.py's subprocess run with
+#: XLA's defaults.
+_FAST_COMPILE = {"--xla_backend_optimization_level": "0", "--xla_cpu_use_fusion_emitters": "false"}
 
-def _fast_compile_flags() -> str:
-    """XLA flags that compile the suite's ~1600 small programs in about half the time.
 
-    LLVM's optimization level changes speed, not floating-point semantics (no
-    fast-math either way), and XLA's older elemental emitters compile fusions in half
-    the time of the newer MLIR fusion emitters; results agree to rounding. The parity
-    report (the README's main job), the benchmarks and tests/test_sharded.py's
-    subprocess run with XLA's defaults. XLA aborts on a flag it does not know, so the
-    emitter flag is used only where this jaxlib accepts it (checked once, here, in a
-    subprocess, for versions other than the one it was measured with).
+def _fast_compile_flags(user_flags: str) -> list[str]:
+    """The flags of ``_FAST_COMPILE`` that ``user_flags`` leaves unset and jaxlib accepts.
+
+    XLA aborts on a flag it does not know, so the emitter flag is checked once, in a
+    subprocess, on jaxlib versions other than the one it was measured with.
     """
-    flags = "--xla_backend_optimization_level=0"
+    names = {flag.split("=")[0] for flag in user_flags.split()}
+    flags = [f"{name}={value}" for name, value in _FAST_COMPILE.items() if name not in names]
     emitters = "--xla_cpu_use_fusion_emitters=false"
-    if not version("jaxlib").startswith("0.10."):
+    if emitters in flags and not version("jaxlib").startswith("0.10."):
         probe = subprocess.run(
             [sys.executable, "-c", "import jax; jax.devices('cpu')"],
-            env={**os.environ, "XLA_FLAGS": f"{flags} {emitters}", "JAX_PLATFORMS": "cpu"},
+            env={**os.environ, "XLA_FLAGS": " ".join([user_flags, *flags]), "JAX_PLATFORMS": "cpu"},
             capture_output=True,
+            timeout=120,
         )
         if probe.returncode != 0:
-            return flags
-    return f"{flags} {emitters}"
+            flags.remove(emitters)
+    return flags
 
 
 # One thread per test process for torch and BLAS: the suite runs two processes on two
 # cores (pytest-xdist), and tiny torch operations are many times slower with more
 # threads than cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# Set in the controlling process before pytest-xdist starts its workers, which inherit it.
-if "XLA_FLAGS" not in os.environ:
-    os.environ["XLA_FLAGS"] = _fast_compile_flags()
+# Decided once, in the controlling process, before pytest-xdist starts its workers: they
+# inherit both variables. JAXREG_TEST_XLA_FLAGS records what was added to the user's
+# XLA_FLAGS, for the tests that need XLA's defaults back.
+if "JAXREG_TEST_XLA_FLAGS" not in os.environ:
+    _added = _fast_compile_flags(os.environ.get("XLA_FLAGS", ""))
+    os.environ["JAXREG_TEST_XLA_FLAGS"] = " ".join(_added)
+    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *_added]).strip()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, few rounds")
     args = parser.parse_args(argv)
-    n, c, rounds = (256, 256, 5) if args.quick else (2048, 1024, 25)
+    n, c, rounds = (256, 256, 5) if args.quick else (2048, 1024, 24)
     copies = 1 if args.quick else COPIES
     print(
         f"core math, float32 [{n}, {c}], jax {jax.__version__} on {jax.default_backend()}, "

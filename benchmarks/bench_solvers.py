@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     jax.config.update("jax_enable_x64", True)
     from jaxreg.solvers import regularization_path
 
-    n, p, n_alphas, rounds = (4000, 100, 30, 5) if args.quick else (20_000, 200, 100, 7)
+    n, p, n_alphas, rounds = (4000, 100, 30, 5) if args.quick else (20_000, 200, 100, 8)
     X, y, alphas = problem(n, p, n_alphas)
     Xj, yj, aj = jax.device_put(X), jax.device_put(y), jax.device_put(alphas)
     print(

@@ -8,7 +8,6 @@ so the ratios are fair even when the absolute times wander.
 from __future__ import annotations
 
 import math
-import random
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,65 +37,50 @@ def paired_ratio(samples: Mapping[str, Sequence[float]], numerator: str, denomin
     )
 
 
+def balanced_orders(k: int) -> list[list[int]]:
+    """Orders of ``k`` candidates in which each one follows each other one equally often.
+
+    A Williams design: over its rows (``k`` for even ``k``, ``2k`` for odd ``k``) every
+    candidate takes every position equally often, and every ordered pair of candidates
+    is adjacent equally often. A call leaves state behind that slows whatever runs next
+    (a torch call's worker threads stay awake for a while, caches hold its data), so
+    the order of the candidates must not favour any of them.
+    """
+    first, low, high = [0], 1, k - 1
+    while low <= high:
+        first.append(low)
+        low += 1
+        if low <= high:
+            first.append(high)
+            high -= 1
+    rows = [[(i + r) % k for i in first] for r in range(k)]
+    if k % 2:
+        rows += [row[::-1] for row in rows]
+    return rows
+
+
 def sample_interleaved(
-    candidates: Mapping[str, Callable[[], Any]],
-    *,
-    rounds: int = 21,
-    min_time: float = 0.02,
-    warmup: int = 2,
-    settle: float = 0.0,
+    candidates: Mapping[str, Callable[[], Any]], **kwargs: Any
 ) -> dict[str, list[float]]:
     """Seconds per call of each zero-argument callable in every round, timed interleaved.
 
-    Args:
-      candidates: name -> callable; each call must finish its work before it
-        returns (wrap JAX calls with :func:`block`; on GPU, torch calls with
-        ``torch.cuda.synchronize()``).
-      rounds: interleaved rounds; the median over rounds is reported.
-      min_time: each candidate is called in a loop of ``n`` calls per round,
-        ``n`` chosen so that the loop takes at least this many seconds.
-      warmup: untimed calls per candidate first (compilation, caches).
-      settle: seconds to sleep before each timed loop, so that the worker threads a
-        previous candidate left spinning have gone to sleep (OpenBLAS, which NumPy and
-        scikit-learn use, busy-waits for about 0.1 s after each call and would
-        otherwise take the cores from whichever candidate runs next).
+    ``candidates``: name -> callable; each call must finish its work before it returns
+    (wrap JAX calls with :func:`block`; on GPU, torch calls with
+    ``torch.cuda.synchronize()``). The keyword arguments are :func:`sample_pooled`'s.
 
     Returns:
       name -> seconds per call in each round.
     """
-    loops: dict[str, int] = {}
-    for name, fn in candidates.items():
-        for _ in range(warmup):
-            fn()
-        once = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            fn()
-            once.append(time.perf_counter() - t0)
-        loops[name] = max(1, math.ceil(min_time / max(statistics.median(once), 1e-7)))
-    samples: dict[str, list[float]] = {name: [] for name in candidates}
-    order = random.Random(0)
-    names = list(candidates)
-    for _ in range(rounds):
-        # A fresh random order every round, so that each candidate follows each other
-        # one equally often (a torch call leaves its worker threads awake for a while,
-        # which slows whatever runs next; a fixed rotation would favour some pairs).
-        order.shuffle(names)
-        for name in names:
-            fn = candidates[name]
-            n = loops[name]
-            if settle:
-                time.sleep(settle)
-            fn()  # untimed: brings this candidate's code and data back into the caches
-            t0 = time.perf_counter()
-            for _ in range(n):
-                fn()
-            samples[name].append((time.perf_counter() - t0) / n)
-    return samples
+    return sample_pooled({name: [fn] for name, fn in candidates.items()}, **kwargs)
 
 
 def sample_pooled(
-    candidates: Mapping[str, Sequence[Callable[[], Any]]], **kwargs: Any
+    candidates: Mapping[str, Sequence[Callable[[], Any]]],
+    *,
+    rounds: int = 24,
+    min_time: float = 0.02,
+    warmup: int = 2,
+    settle: float = 0.0,
 ) -> dict[str, list[float]]:
     """:func:`sample_interleaved` over several instances of each candidate, pooled.
 
@@ -107,18 +91,51 @@ def sample_pooled(
     machine); timing every instance in every round and taking their mean spreads that
     over the candidates instead of handing it to one of them.
 
+    Args:
+      candidates: name -> instances (zero-argument callables, see
+        :func:`sample_interleaved`).
+      rounds: interleaved rounds, the candidates in the orders of
+        :func:`balanced_orders` (a multiple of their number keeps the balance exact);
+        the median over rounds is reported.
+      min_time: each instance is called in a loop of ``n`` calls per round, ``n``
+        chosen so that the loop takes at least this many seconds.
+      warmup: untimed calls per instance first (compilation, caches).
+      settle: seconds to sleep before each timed loop, so that the worker threads a
+        previous call left spinning have gone to sleep (OpenBLAS, which NumPy and
+        scikit-learn use, busy-waits for about 0.1 s after each call and would
+        otherwise take the cores from whichever candidate runs next).
+
     Returns:
       name -> the mean over its instances of the seconds per call, in each round.
     """
-    flat = {f"{name}#{k}": fn for name, fns in candidates.items() for k, fn in enumerate(fns)}
-    samples = sample_interleaved(flat, **kwargs)
-    return {
-        name: [
-            statistics.fmean(times)
-            for times in zip(*(samples[f"{name}#{k}"] for k in range(len(fns))), strict=True)
-        ]
-        for name, fns in candidates.items()
-    }
+    loops: dict[Callable[[], Any], int] = {}
+    for fns in candidates.values():
+        for fn in fns:
+            for _ in range(warmup):
+                fn()
+            once = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                fn()
+                once.append(time.perf_counter() - t0)
+            loops[fn] = max(1, math.ceil(min_time / max(statistics.median(once), 1e-7)))
+    names = list(candidates)
+    orders = balanced_orders(len(names))
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in (names[i] for i in orders[r % len(orders)]):
+            times = []
+            for fn in candidates[name]:
+                n = loops[fn]
+                fn()  # untimed: brings this call's code and data back into the caches
+                if settle:
+                    time.sleep(settle)
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    fn()
+                times.append((time.perf_counter() - t0) / n)
+            samples[name].append(statistics.fmean(times))
+    return samples
 
 
 def geometric_mean(values: Sequence[float]) -> float:

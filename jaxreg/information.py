@@ -53,8 +53,8 @@ def _shift(x: jax.Array, axis: int, mask: jax.Array | None, *, floor_max: bool =
     finite max shift by 0, so ``+inf`` entries stay ``+inf``. With ``floor_max`` the
     max is instead taken with the lowest finite number as the reduction's initial
     value: all ``-inf`` rows still give ``z = -inf``, and the compiler fuses the max
-    with the subtraction (for callers that use ``z`` more than once; a ``+inf``
-    entry then gives NaN in its row, as in torch and ``jax.nn``).
+    with the subtraction and the exponential (for callers for which a ``+inf`` entry
+    gives NaN anyway: ``z`` is then NaN there, ``inf - inf``).
     """
     if mask is not None:
         x = jnp.where(mask, x, -jnp.inf)
@@ -119,9 +119,9 @@ def logsumexp(
 def _softmax(x: jax.Array, axis: int, mask: jax.Array | None) -> jax.Array:
     # Plain autodiff gives d softmax = y ⊙ (dx - Σ y dx) (the max is held constant), and
     # XLA fuses its transpose better than that of the same formula as a custom JVP. A
-    # +inf entry gives NaN in its row either way (inf/inf), so the max is taken with
-    # the lowest finite number as initial value (fused with the shift); masked-out
-    # entries and fully masked rows are 0, with gradient 0 (the safe division).
+    # +inf entry gives NaN there with either shift (inf/inf, or inf - inf), so the max
+    # is taken with the lowest finite number as initial value (fused with the shift);
+    # masked-out entries and fully masked rows are 0, with gradient 0 (safe division).
     _, _, e, s = _shift(x, axis, mask, floor_max=True)
     return e / _positive_or_one(s)[1]
 
