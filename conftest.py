@@ -27,8 +27,8 @@ def _fast_compile_flags(user_flags: str) -> list[str]:
     """
     names = {flag.split("=")[0] for flag in user_flags.split()}
     flags = [f"{name}={value}" for name, value in _FAST_COMPILE.items() if name not in names]
-    emitters = "--xla_cpu_use_fusion_emitters=false"
-    if emitters in flags and not version("jaxlib").startswith("0.10."):
+    emitters = "--xla_cpu_use_fusion_emitters"
+    if emitters not in names and not version("jaxlib").startswith("0.10."):
         probe = subprocess.run(
             [sys.executable, "-c", "import jax; jax.devices('cpu')"],
             env={**os.environ, "XLA_FLAGS": " ".join([user_flags, *flags]), "JAX_PLATFORMS": "cpu"},
@@ -36,7 +36,7 @@ def _fast_compile_flags(user_flags: str) -> list[str]:
             timeout=120,
         )
         if probe.returncode != 0:
-            flags.remove(emitters)
+            flags = [flag for flag in flags if not flag.startswith(emitters)]
     return flags
 
 

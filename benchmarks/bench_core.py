@@ -40,21 +40,18 @@ def _jit_value_and_grad(f: Callable[..., jax.Array]) -> Callable[..., Any]:
     return jax.jit(jax.value_and_grad(f))
 
 
-def _torch_value_and_grad(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor):
+def _torch_value_and_grad(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    cotangent: torch.Tensor | None = None,
+):
+    """``f(x)`` and its gradient (a scalar ``f``) or VJP with ``cotangent``, in torch eager."""
+
     def run():
         xx = x.detach().requires_grad_(True)
         out = f(xx)
-        (g,) = torch.autograd.grad(out, xx)
+        (g,) = torch.autograd.grad(out, xx, cotangent)
         return out, g
-
-    return run
-
-
-def _torch_vjp(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, ct: torch.Tensor):
-    def run():
-        xx = x.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(f(xx), xx, ct)
-        return g
 
     return run
 
@@ -121,7 +118,7 @@ def cases(n: int, c: int, seed: int = 0) -> list[tuple[str, Callable, Callable, 
             "log_softmax grad",
             jv(jaxreg.log_softmax, x, ct),
             jv(jax.nn.log_softmax, x, ct),
-            _torch_vjp(lambda t: F.log_softmax(t, -1), tx, tct),
+            _torch_value_and_grad(lambda t: F.log_softmax(t, -1), tx, tct),
         ),
         (
             "softmax",
@@ -133,7 +130,7 @@ def cases(n: int, c: int, seed: int = 0) -> list[tuple[str, Callable, Callable, 
             "softmax grad",
             jv(jaxreg.softmax, x, ct),
             jv(jax.nn.softmax, x, ct),
-            _torch_vjp(lambda t: torch.softmax(t, -1), tx, tct),
+            _torch_value_and_grad(lambda t: torch.softmax(t, -1), tx, tct),
         ),
         (
             "cross-entropy",
