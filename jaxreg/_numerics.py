@@ -21,42 +21,50 @@ from jax.typing import ArrayLike
 REDUCTIONS = ("none", "mean", "sum")
 
 F = TypeVar("F", bound=Callable[..., Any])
-_UNHASHABLE = object()
 
 
-#: Static arguments whose lists mean the same as tuples.
-_SEQUENCES = ("axis", "range")
-
-
-def _static_value(value: Any, name: str) -> Any:
-    """``value`` as a hashable static argument (0-d arrays as Python scalars, lists of
-    axes as tuples), or ``_UNHASHABLE`` for traced or otherwise unhashable values."""
+def _static_value(value: Any, fn_name: str, name: str) -> Any:
+    """A static argument in hashable form: lists as tuples (recursively), concrete 0-d
+    arrays as Python scalars. A traced or unhashable value raises a ``TypeError``."""
     if isinstance(value, jax.core.Tracer):
-        return _UNHASHABLE
-    if isinstance(value, list) and name not in _SEQUENCES:
-        return _UNHASHABLE  # e.g. a mask given as a list: its structure matters
+        raise TypeError(
+            f"`{name}` of `{fn_name}` chooses the computation (it is static, like an axis) "
+            f"and must be a concrete Python value, not a traced array; numeric "
+            f"hyperparameters may be traced, structural arguments may not."
+        )
     if isinstance(value, (list, tuple)):
-        items = tuple(_static_value(v, "") for v in value)
-        return _UNHASHABLE if any(v is _UNHASHABLE for v in items) else items
+        return tuple(_static_value(v, fn_name, name) for v in value)
     if isinstance(value, (np.ndarray, jax.Array)):
-        return value.item() if value.ndim == 0 else _UNHASHABLE
+        if value.ndim == 0:
+            return value.item()
+        raise TypeError(
+            f"`{name}` of `{fn_name}` chooses the computation (it is static) and must be a "
+            f"Python value, got an array of shape {value.shape}."
+        )
     try:
         hash(value)
     except TypeError:
-        return _UNHASHABLE
+        raise TypeError(
+            f"`{name}` of `{fn_name}` is a static argument and must be hashable, got a "
+            f"{type(value).__name__}."
+        ) from None
     return value
 
 
-def compiled(*static_argnames: str) -> Callable[[F], F]:
+def compiled(*static_argnames: str, check: Callable[..., None] | None = None) -> Callable[[F], F]:
     """Compiles a public function as one XLA program, like ``jax.nn``'s functions.
 
-    An eager call then compiles the whole function once per input shapes, dtypes and
-    options (several times faster than compiling it operation by operation, as eager
-    JAX does), and later calls reuse the program. The named arguments choose the
-    computation (axes, ``ord``, ``reduction``, ...) and are static: the checks on them
-    run at trace time with their concrete values. When one of them is traced or cannot
-    be hashed (an array mask, a traced strength), the function runs as plain Python
-    inside the caller's trace instead, which compiles it with everything else.
+    ``partial(jax.jit, static_argnames=...)`` with the same contract: only structural
+    arguments are static (axes, ``ord``, ``reduction``, ``ignore_index``, code-path
+    flags); every numeric hyperparameter is an ordinary traced argument, so a new value
+    neither recompiles nor meets a Python branch. Static arguments may be given as lists
+    (they are hashed as tuples) or as concrete 0-d arrays; a traced or unhashable static
+    argument raises a ``TypeError`` that names it. Inside a caller's ``jit``, ``grad`` or
+    ``vmap`` the inner jit is inlined as usual.
+
+    ``check``, if given, is called with every argument by name (defaults filled in)
+    before tracing, where values the caller passed concretely can still be checked
+    (labels in range, a smoothing in [0, 1]); it must skip traced values.
     """
 
     def decorate(fn: F) -> F:
@@ -68,12 +76,13 @@ def compiled(*static_argnames: str) -> Callable[[F], F]:
             bound = signature.bind(*args, **kwargs)
             for name in static_argnames:
                 if name in bound.arguments:
-                    value = _static_value(bound.arguments[name], name)
-                    if value is _UNHASHABLE:
-                        return fn(*args, **kwargs)
-                    bound.arguments[name] = value
+                    bound.arguments[name] = _static_value(bound.arguments[name], fn.__name__, name)
+            if check is not None:
+                bound.apply_defaults()
+                check(**bound.arguments)
             return jitted(*bound.args, **bound.kwargs)
 
+        wrapper._jitted = jitted  # type: ignore[attr-defined]  # (tests count compilations)
         return wrapper  # type: ignore[return-value]
 
     return decorate
@@ -89,7 +98,7 @@ def as_float_array(x: ArrayLike, name: str) -> jax.Array:
     arr = jnp.asarray(x)
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         raise TypeError(
-            f"`{name}` must be a real floating array, got dtype {arr.dtype}; "
+            f"`{name}` must be a floating array (real), got dtype {arr.dtype}; "
             f"convert it first, e.g. `{name}.astype(jnp.float32)`."
         )
     return arr
@@ -188,6 +197,123 @@ def check_nonnegative(value: Any, name: str) -> None:
     """``ValueError`` unless ``value >= 0`` (skipped for traced values)."""
     if is_concrete(value) and not callable(value) and float(value) < 0:
         raise ValueError(f"`{name}` must be non-negative, got {float(value)}.")
+
+
+def nonzero_or_one(s: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(s == 0, s with its zeros replaced by 1)``: the guard of a division or log by ``s``.
+
+    Tested as ``s == 0``, not ``s > 0``, so that a NaN takes the computing branch and
+    stays NaN (a guard is not a NaN filter).
+    """
+    zero = s == 0
+    return zero, jnp.where(zero, jnp.ones_like(s), s)
+
+
+def reduced_shape(shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool) -> tuple:
+    """``shape`` after reducing ``axes`` (kept as 1 with ``keepdims``)."""
+    if keepdims:
+        return tuple(1 if i in axes else n for i, n in enumerate(shape))
+    return tuple(n for i, n in enumerate(shape) if i not in axes)
+
+
+def shifted_exp(
+    x: jax.Array,
+    axes: tuple[int, ...],
+    mask: jax.Array | None,
+    *,
+    floor_max: bool = False,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """``(m, z, e, s)``: the row max ``m`` (held constant), ``z = x - m``, ``e = exp(z)``
+    and ``s = Σ e`` over ``axes`` (``m`` and ``s`` keep the reduced axes as size 1).
+
+    Masked-out entries become ``-inf`` in ``z`` and 0 in ``e``: a NaN there takes no
+    part. Rows without a finite max shift by 0, so ``+inf`` entries stay ``+inf`` and a
+    NaN stays NaN. With ``floor_max`` the max is instead taken with the lowest finite
+    number as the reduction's initial value: all ``-inf`` rows still give ``z = -inf``,
+    and the compiler fuses the max with the subtraction and the exponential (for
+    callers for which a ``+inf`` entry gives NaN anyway: ``z`` is then NaN there).
+    """
+    if mask is not None:
+        x = jnp.where(mask, x, -jnp.inf)
+    if floor_max:
+        lowest = jnp.array(jnp.finfo(x.dtype).min, x.dtype)
+        # The input is held constant before the reduction: under differentiation JAX
+        # would otherwise rewrite this generic reduction (its initial value is not max's
+        # identity) as a tree of slices, several times slower.
+        m = lax.reduce(lax.stop_gradient(x), lowest, lax.max, axes)
+        if all(x.shape[a] == 1 for a in axes):
+            # XLA drops a reduction's initial value when the reduced axes have size 1
+            # (the reduction becomes a reshape), so an all -inf row of length 1 would
+            # give -inf - -inf = NaN: floor the result again (only then: elsewhere the
+            # extra operation stops the max from fusing with the shift).
+            # tests/test_information.py::test_masked_rows_of_length_one fails without
+            # it (jaxlib 0.10.2).
+            m = jnp.maximum(m, lowest)
+        m = jnp.expand_dims(m, axes)
+    else:
+        m = jnp.max(x, axis=axes, keepdims=True)
+        m = lax.stop_gradient(jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m)))
+    z = x - m
+    e = jnp.exp(z)
+    return m, z, e, jnp.sum(e, axis=axes, keepdims=True)
+
+
+def check_class_ids(labels: Any, num_classes: int, ignore_index: int, name: str = "labels") -> None:
+    """``ValueError`` naming the first label that is neither a class id in
+    ``[0, num_classes)`` nor ``ignore_index``; skipped for traced labels (whose rows are
+    then NaN, see :func:`class_id_rows`)."""
+    if not is_concrete(labels):
+        return
+    ids = np.asarray(labels)
+    if not np.issubdtype(ids.dtype, np.integer):
+        return
+    bad = (ids != ignore_index) & ((ids < 0) | (ids >= num_classes))
+    if np.any(bad):
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        position = where[0] if len(where) == 1 else where
+        raise ValueError(
+            f"`{name}` holds {int(ids[where])} at position {position}, which is neither a "
+            f"class id in [0, {num_classes}) nor `ignore_index`={ignore_index}. Fix the "
+            f"labels, or pass the value that marks rows to skip as `ignore_index` (torch's "
+            f"default is -100). Traced labels out of range give that row a NaN loss and "
+            f"gradient."
+        )
+
+
+def class_id_rows(
+    labels: jax.Array, num_classes: int, ignore_index: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(valid, safe_labels, bad)`` for integer class ids.
+
+    ``valid`` marks the rows that take part (label not ``ignore_index``);
+    ``safe_labels`` is a class id on every row (0 where the label is ignored or out of
+    range), safe to gather with; ``bad`` marks the rows whose label is neither a class
+    nor ignored, whose loss :func:`nan_rows` makes NaN.
+    """
+    valid = labels != ignore_index
+    bad = valid & ((labels < 0) | (labels >= num_classes))
+    safe_labels = jnp.where(valid & ~bad, labels, jnp.zeros_like(labels))
+    return valid, safe_labels, bad
+
+
+def nan_rows(losses: jax.Array, bad: jax.Array) -> jax.Array:
+    """``losses`` times NaN on the ``bad`` rows and times 1 elsewhere (see
+    :func:`class_id_rows`): their value and gradient become NaN, the others are exact."""
+    return losses * jnp.where(bad, jnp.nan, 1.0).astype(losses.dtype)
+
+
+def torch_mean(losses: jax.Array, weights: jax.Array, valid: jax.Array) -> jax.Array:
+    """torch's mean for class-id targets: ``Σ losses / Σ weights`` over the rows.
+
+    ``losses`` are already weighted and 0 on the rows that are not ``valid``; ``weights``
+    are the rows' weights (``w[y_i]``, or 1), 0 where not valid. The division is
+    torch's exactly (a negative or zero weight sum divides as torch does); only when no
+    row is valid the mean is 0, with gradient 0, instead of torch's 0/0 = NaN.
+    """
+    none = ~jnp.any(valid)
+    total = jnp.sum(weights)
+    total = jnp.where(none, jnp.ones_like(total), total)
+    return jnp.where(none, jnp.zeros_like(total), jnp.sum(losses) / total)
 
 
 def safe_abs(x: jax.Array) -> jax.Array:

@@ -37,17 +37,6 @@ __all__ = [
 ]
 
 
-def _floating(x: ArrayLike, name: str, fn: str) -> jax.Array:
-    """``x`` as an array, or a ``TypeError`` naming the argument when it is not floating."""
-    arr = jnp.asarray(x)
-    if not jnp.issubdtype(arr.dtype, jnp.floating):
-        raise TypeError(
-            f"{fn}: `{name}` must be a floating array, got dtype {arr.dtype}; "
-            f"cast it first, e.g. `{name}.astype(jnp.float32)`."
-        )
-    return arr
-
-
 def _scalar_like(value: ArrayLike, x: jax.Array, name: str, fn: str) -> jax.Array:
     """A scalar hyperparameter cast to ``x``'s dtype (explicit, so strict promotion holds)."""
     arr = jnp.asarray(value)
@@ -58,7 +47,7 @@ def _scalar_like(value: ArrayLike, x: jax.Array, name: str, fn: str) -> jax.Arra
 
 def _halves(x: ArrayLike, axis: int, fn: str) -> tuple[jax.Array, jax.Array]:
     """The first and second halves of ``x`` along ``axis``; the size must be even."""
-    x = _floating(x, "x", fn)
+    x = _numerics.as_float_array(x, "x")
     if x.ndim == 0:
         raise ValueError(f"{fn}: `x` must have at least one axis, got a scalar.")
     if not -x.ndim <= axis < x.ndim:
@@ -90,7 +79,7 @@ def sigmoid(x: ArrayLike) -> jax.Array:
       >>> print(jnp.round(sigmoid(jnp.array([-1.0, 0.0, 1.0])), 4))
       [0.2689 0.5    0.7311]
     """
-    return jax.nn.sigmoid(_floating(x, "x", "sigmoid"))
+    return jax.nn.sigmoid(_numerics.as_float_array(x, "x"))
 
 
 @_numerics.compiled()
@@ -111,7 +100,7 @@ def tanh(x: ArrayLike) -> jax.Array:
       >>> print(jnp.round(tanh(jnp.array([-1.0, 0.0, 1.0])), 4))
       [-0.7616  0.      0.7616]
     """
-    return jnp.tanh(_floating(x, "x", "tanh"))
+    return jnp.tanh(_numerics.as_float_array(x, "x"))
 
 
 @_numerics.compiled()
@@ -134,7 +123,7 @@ def relu(x: ArrayLike) -> jax.Array:
       0.0
     """
     # jax.nn.relu carries a custom JVP whose derivative at 0 is 0, as torch's.
-    return jax.nn.relu(_floating(x, "x", "relu"))
+    return jax.nn.relu(_numerics.as_float_array(x, "x"))
 
 
 @_numerics.compiled()
@@ -160,7 +149,7 @@ def leaky_relu(x: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Array:
       >>> print(jnp.round(jax.grad(leaky_relu)(0.0), 4))
       0.01
     """
-    x = _floating(x, "x", "leaky_relu")
+    x = _numerics.as_float_array(x, "x")
     slope = _scalar_like(negative_slope, x, "negative_slope", "leaky_relu")
     # `x > 0` (not `>=`) puts the kink's derivative on the slope's side, like torch.
     return jnp.where(x > 0, x, slope * x)
@@ -194,8 +183,8 @@ def prelu(x: ArrayLike, weight: ArrayLike) -> jax.Array:
       [[-0.25 -0.5 ]
        [ 2.    0.  ]]
     """
-    x = _floating(x, "x", "prelu")
-    w = _floating(weight, "weight", "prelu")
+    x = _numerics.as_float_array(x, "x")
+    w = _numerics.as_float_array(weight, "weight")
     channels = x.shape[-1] if x.ndim else 1
     if w.ndim > 1 or (w.ndim == 1 and w.shape[0] not in (1, channels)):
         raise ValueError(
@@ -233,7 +222,7 @@ def elu(x: ArrayLike, alpha: ArrayLike = 1.0) -> jax.Array:
       >>> print(jax.grad(elu)(-30.0) == jnp.exp(-30.0))
       True
     """
-    x = _floating(x, "x", "elu")
+    x = _numerics.as_float_array(x, "x")
     return _elu(x, _scalar_like(alpha, x, "alpha", "elu"))
 
 
@@ -298,7 +287,7 @@ def swish(x: ArrayLike, beta: ArrayLike = 1.0) -> jax.Array:
       >>> print(jnp.round(swish(jnp.array([-1.0, 0.0, 1.0]), 2.0), 4))
       [-0.1192  0.      0.8808]
     """
-    x = _floating(x, "x", "swish")
+    x = _numerics.as_float_array(x, "x")
     return x * jax.nn.sigmoid(_scalar_like(beta, x, "beta", "swish") * x)
 
 
@@ -319,7 +308,7 @@ def silu(x: ArrayLike) -> jax.Array:
       >>> print(jnp.round(silu(jnp.array([-1.0, 0.0, 1.0])), 4))
       [-0.2689  0.      0.7311]
     """
-    return jax.nn.silu(_floating(x, "x", "silu"))
+    return jax.nn.silu(_numerics.as_float_array(x, "x"))
 
 
 @_numerics.compiled("axis")

@@ -39,6 +39,18 @@ from jax.typing import ArrayLike
 from jaxreg import _numerics
 from jaxreg.information import entropy, entropy_from_logits, xlogy
 
+__all__ = [
+    "activation_entropy",
+    "confidence_penalty",
+    "entropy_report",
+    "error_entropy",
+    "gradient_entropy",
+    "histogram_entropy",
+    "magnitude_entropy",
+    "output_entropy",
+    "parameter_entropy",
+]
+
 
 @_numerics.compiled("axis")
 def output_entropy(logits: ArrayLike, axis: int = -1) -> jax.Array:
@@ -70,12 +82,13 @@ def _magnitude_entropy(x: jax.Array, axis: Any) -> jax.Array:
     # p = |x| / Σ|x| is scale invariant: divide by the (constant) largest magnitude
     # first, so that neither the value nor the gradient under- or overflows.
     m = jax.lax.stop_gradient(jnp.max(a, axis=axis, keepdims=True))
-    a = a / jnp.where((m > 0) & jnp.isfinite(m), m, jnp.ones_like(m))
+    # 1 where the max is 0 or inf; a NaN max stays NaN (and so does everything after).
+    a = a / jnp.where((m == 0) | jnp.isinf(m), jnp.ones_like(m), m)
     total = jnp.sum(a, axis=axis, keepdims=True)
-    positive = total > 0
-    p = a / jnp.where(positive, total, jnp.ones_like(total))
+    zero, total_safe = _numerics.nonzero_or_one(total)
+    p = a / total_safe
     h = 0.0 - jnp.sum(xlogy(p, p), axis=axis, keepdims=True)
-    return jnp.squeeze(jnp.where(positive, h, jnp.zeros_like(h)), axis=axis)
+    return jnp.squeeze(jnp.where(zero, jnp.zeros_like(h), h), axis=axis)
 
 
 @_numerics.compiled()
@@ -188,9 +201,19 @@ def parameter_entropy(params: Any) -> jax.Array:
     return _magnitude_entropy(_flat_tree(params, "params"), 0)
 
 
-@_numerics.compiled("bins", "range")
+def _check_histogram(*, bins: Any, range: Any, **_: Any) -> None:
+    if not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"`bins` must be a positive integer, got {bins!r}.")
+    if range is not None:
+        if len(range) != 2:
+            raise ValueError(f"`range` must be a pair (low, high), got {range!r}.")
+        if all(map(_numerics.is_concrete, range)) and not float(range[0]) < float(range[1]):
+            raise ValueError(f"`range` must be (low, high) with low < high, got {range}.")
+
+
+@_numerics.compiled("bins", check=_check_histogram)
 def histogram_entropy(
-    x: ArrayLike, *, bins: int = 64, range: tuple[float, float] | None = None
+    x: ArrayLike, *, bins: int = 64, range: tuple[ArrayLike, ArrayLike] | None = None
 ) -> jax.Array:
     r"""Discrete Shannon entropy of a histogram of the values of ``x``.
 
@@ -198,15 +221,15 @@ def histogram_entropy(
         -\sum_{k=1}^{\text{bins}} \hat p_k \log \hat p_k, \qquad
         \hat p_k = \frac{\#\{i : x_i \in \text{bin}_k\}}{n}
 
-    Uniform samples over ``k`` bins give about ``log k``; a constant gives 0. The
-    histogram is piecewise constant in ``x``, so the gradient is 0: use it to
-    monitor, not to regularize.
+    Uniform samples over ``k`` bins give about ``log k``; a constant gives 0; a NaN in
+    ``x`` gives NaN. The histogram is piecewise constant in ``x``, so the gradient is
+    0: use it to monitor, not to regularize.
 
     Args:
       x: any real floating array (flattened).
       bins: the number of equal-width bins.
-      range: ``(low, high)``; values outside are clipped into the end bins.
-        Defaults to ``(min(x), max(x))``.
+      range: ``(low, high)``, numbers or (traced) scalars; values outside are
+        clipped into the end bins. Defaults to ``(min(x), max(x))``.
 
     Returns:
       A scalar in ``x``'s dtype.
@@ -217,24 +240,28 @@ def histogram_entropy(
       1.3863
     """
     x = _numerics.as_float_array(x, "x")
-    if not isinstance(bins, int) or bins < 1:
-        raise ValueError(f"`bins` must be a positive integer, got {bins!r}.")
     v = jax.lax.stop_gradient(jnp.ravel(_numerics.upcast(x)))
     if range is None:
         low, high = jnp.min(v), jnp.max(v)
     else:
-        if not range[0] < range[1]:
-            raise ValueError(f"`range` must be (low, high) with low < high, got {range}.")
-        low, high = range
-    width = jnp.asarray(high - low, v.dtype)
-    scale = jnp.where(width > 0, bins / jnp.where(width > 0, width, 1.0), 0.0)
+        low, high = (jnp.asarray(r, v.dtype) for r in range)
+    width = high - low
+    positive = width > 0
+    scale = jnp.where(positive, bins / jnp.where(positive, width, 1.0), 0.0)
     index = jnp.clip(jnp.floor((v - low) * scale), 0, bins - 1).astype(jnp.int32)
     counts = jnp.zeros(bins, v.dtype).at[index].add(1.0)
-    return entropy(counts / v.size).astype(x.dtype)
+    h = entropy(counts / v.size)
+    # A NaN value falls in no bin (its index is arbitrary): the entropy is NaN.
+    return jnp.where(jnp.any(jnp.isnan(v)), jnp.nan, h).astype(x.dtype)
 
 
-@_numerics.compiled("bandwidth")
-def error_entropy(residuals: ArrayLike, *, bandwidth: float | None = None) -> jax.Array:
+def _check_bandwidth(*, bandwidth: Any, **_: Any) -> None:
+    if bandwidth is not None:
+        _numerics.check_nonnegative(bandwidth, "bandwidth")
+
+
+@_numerics.compiled(check=_check_bandwidth)
+def error_entropy(residuals: ArrayLike, *, bandwidth: ArrayLike | None = None) -> jax.Array:
     r"""Rényi's quadratic entropy of the residuals, with a Gaussian Parzen window.
 
     .. math::
@@ -246,7 +273,7 @@ def error_entropy(residuals: ArrayLike, *, bandwidth: float | None = None) -> ja
 
     Args:
       residuals: any real floating array (flattened).
-      bandwidth: the kernel width ``σ``; by default Silverman's rule
+      bandwidth: the kernel width ``σ`` (may be traced); by default Silverman's rule
         ``1.06·std(e)·N^{-1/5}`` (held constant under differentiation).
 
     Returns:
@@ -270,9 +297,8 @@ def error_entropy(residuals: ArrayLike, *, bandwidth: float | None = None) -> ja
     if bandwidth is None:
         std = jax.lax.stop_gradient(jnp.std(e))
         sigma = 1.06 * std * n ** (-0.2)
-        sigma = jnp.where(sigma > 0, sigma, 1.0)
+        sigma = jnp.where(sigma == 0, 1.0, sigma)  # a constant: any width gives log-density 0
     else:
-        _numerics.check_nonnegative(bandwidth, "bandwidth")
         sigma = jnp.asarray(bandwidth, e.dtype)
     var = 2.0 * sigma * sigma  # the pairwise kernel has width σ√2
     d = e[:, None] - e[None, :]

@@ -59,16 +59,16 @@ _BLOCK_BYTES = 2**26
 # --------------------------------------------------------------------------- checks
 
 
-def _check_options(ignore_index: int, label_smoothing: float, reduction: str) -> None:
+def _check_options(ignore_index: int, label_smoothing: ArrayLike, reduction: str) -> None:
     _numerics.check_reduction(reduction)
-    if not isinstance(label_smoothing, int | float | np.floating):
-        raise TypeError(
-            f"`label_smoothing` must be a Python float (it is baked into the loop), got "
-            f"{type(label_smoothing).__name__}."
-        )
     _numerics.check_in_unit_interval(label_smoothing, "label_smoothing")
     if not isinstance(ignore_index, int | np.integer):
         raise TypeError(f"`ignore_index` must be a Python int, got {type(ignore_index).__name__}.")
+
+
+def _known_zero(x: ArrayLike) -> bool:
+    """Whether ``x`` is a concrete zero (then the logit sums need not be computed)."""
+    return _numerics.is_concrete(x) and float(x) == 0.0
 
 
 def _check_labels(labels: ArrayLike, batch_shape: tuple[int, ...], what: str) -> jax.Array:
@@ -362,28 +362,28 @@ def _loss_from_stats(
     labels: jax.Array,
     num_classes: int,
     ignore_index: int,
-    label_smoothing: float,
+    label_smoothing: ArrayLike,
     reduction: str,
     dtype: jnp.dtype,
 ) -> jax.Array:
     """Torch's cross-entropy from the per-row statistics, reduced and cast to ``dtype``."""
     lse, z_label, z_sum = stats
-    eps = label_smoothing
+    eps = jnp.asarray(label_smoothing, lse.dtype)
     # -sum_j t_j log p_j = lse - sum_j t_j z_j for t = (1-eps) onehot + eps/V, sum_j t_j = 1.
     loss = lse - (1.0 - eps) * z_label
-    if eps:
-        loss = loss - (eps / num_classes) * z_sum
-    valid = labels != ignore_index
-    # A label that is neither ignored nor a class is an error; its row is NaN (as in
-    # softmax_cross_entropy, whose gather fills out-of-range entries with NaN).
-    known = (labels >= 0) & (labels < num_classes)
-    rows = jnp.where(valid, jnp.where(known, loss, jnp.nan), 0.0)
+    if not _known_zero(label_smoothing):
+        # eps = 0 subtracts exactly nothing, also where the logit sum is not finite.
+        smooth = jnp.where(eps == 0, jnp.zeros_like(z_sum), (eps / num_classes) * z_sum)
+        loss = loss - smooth
+    valid, _, bad = _numerics.class_id_rows(labels, num_classes, ignore_index)
+    # A label that is neither ignored nor a class is an error: its row's loss and
+    # gradient are NaN.
+    rows = _numerics.nan_rows(jnp.where(valid, loss, jnp.zeros_like(loss)), bad)
     if reduction == "sum":
         rows = jnp.sum(rows)
     elif reduction == "mean":
         # Over the rows not ignored; with none, 0 with gradient 0 (torch gives NaN).
-        count = jnp.sum(valid).astype(rows.dtype)
-        rows = jnp.sum(rows) / jnp.maximum(count, 1.0)
+        rows = _numerics.torch_mean(rows, valid.astype(rows.dtype), valid)
     return rows.astype(dtype)
 
 
@@ -394,7 +394,7 @@ def _fused(
     bias: jax.Array | None,
     *,
     ignore_index: int,
-    label_smoothing: float,
+    label_smoothing: ArrayLike,
     reduction: str,
     chunk_size: int | None,
     axis_name: Hashable | None,
@@ -409,7 +409,7 @@ def _fused(
     if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
         raise ValueError(f"`chunk_size` must be a positive int or None, got {chunk_size!r}.")
     chunk_size = min(int(chunk_size), vocab)
-    cfg = _Config(chunk_size, -(-vocab // chunk_size), with_sum=bool(label_smoothing))
+    cfg = _Config(chunk_size, -(-vocab // chunk_size), with_sum=not _known_zero(label_smoothing))
     local_labels, num_classes = labels, vocab
     if axis_name is not None:
         # Local class ids; labels of other shards (and ignored ones) match no column here.
@@ -444,7 +444,7 @@ def fused_linear_cross_entropy(
     *,
     bias: jax.Array | None = None,
     ignore_index: int = -100,
-    label_smoothing: float = 0.0,
+    label_smoothing: ArrayLike = 0.0,
     reduction: str = "mean",
     chunk_size: int | None = None,
 ) -> jax.Array:
@@ -473,10 +473,13 @@ def fused_linear_cross_entropy(
       weight: ``(D, V)`` weight, ``(in_features, vocab)`` (a torch ``nn.Linear``
         weight is ``(V, D)``: pass its transpose).
       labels: ``[...]`` integer class ids in ``[0, V)`` or ``ignore_index``, the shape
-        of ``hidden`` without its last axis (any other label makes its row NaN).
+        of ``hidden`` without its last axis. Any other label raises a ``ValueError``
+        naming its position when the labels are concrete; traced, it makes its row's
+        loss and gradient NaN.
       bias: optional ``(V,)`` bias.
       ignore_index: rows with this label contribute 0 and are left out of the mean.
-      label_smoothing: ``ε`` in ``[0, 1]``; the target is ``(1-ε)·onehot + ε/V``.
+      label_smoothing: ``ε`` in ``[0, 1]``, may be traced; the target is
+        ``(1-ε)·onehot + ε/V``.
       reduction: ``"mean"`` (over rows not ignored; 0 when all are), ``"sum"`` or
         ``"none"``.
       chunk_size: vocab columns per loop step; ``None`` picks one from the shapes: about
@@ -508,6 +511,7 @@ def fused_linear_cross_entropy(
     """
     hidden, weight, bias, labels = _check_linear(hidden, weight, bias, labels, ("weight", "bias"))
     _check_options(ignore_index, label_smoothing, reduction)
+    _numerics.check_class_ids(labels, weight.shape[1], ignore_index)
     return _fused(
         hidden,
         weight,
@@ -529,7 +533,7 @@ def vocab_parallel_fused_linear_cross_entropy(
     axis_name: Hashable,
     bias_shard: jax.Array | None = None,
     ignore_index: int = -100,
-    label_smoothing: float = 0.0,
+    label_smoothing: ArrayLike = 0.0,
     reduction: str = "mean",
     chunk_size: int | None = None,
 ) -> jax.Array:
@@ -604,7 +608,7 @@ def vocab_parallel_cross_entropy(
     *,
     axis_name: Hashable,
     ignore_index: int = -100,
-    label_smoothing: float = 0.0,
+    label_smoothing: ArrayLike = 0.0,
     reduction: str = "mean",
 ) -> jax.Array:
     r"""Softmax cross-entropy of logits whose class axis is sharded over ``axis_name``.
@@ -668,7 +672,7 @@ def vocab_parallel_cross_entropy(
     local_vocab = z.shape[-1]
     offset = lax.axis_index(axis_name).astype(jnp.int32) * local_vocab
     cols = offset + lax.broadcasted_iota(jnp.int32, z.shape, z.ndim - 1)
-    with_sum = bool(label_smoothing)
+    with_sum = not _known_zero(label_smoothing)
     stats = (
         jax.nn.logsumexp(z, axis=-1),
         jnp.sum(jnp.where(cols == labels[..., None], z, 0.0), axis=-1),

@@ -15,72 +15,53 @@ Units are nats; ``base=2`` gives bits. Conventions (DESIGN.md):
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
-from jax import lax
 from jax.typing import ArrayLike
 
 from jaxreg import _numerics
 
 
-def _check_base(base: float | None) -> float:
-    """``1 / log(base)``, the factor from nats to the requested unit."""
+def _check_base(*, base: ArrayLike | None = None, **_: object) -> None:
+    """A concrete ``base`` must be positive and other than 1 (traced ones are not checked)."""
+    if base is not None and _numerics.is_concrete(base):
+        value = float(base)
+        if not value > 0 or value == 1.0:
+            raise ValueError(
+                f"`base` must be a positive number other than 1 (or None), got {value}."
+            )
+
+
+def _in_base(x: jax.Array, base: ArrayLike | None) -> jax.Array:
+    """``x`` (in nats) in the unit of ``base``: ``x / log(base)``; ``base`` may be traced."""
     if base is None:
-        return 1.0
-    if not _numerics.is_concrete(base) or not float(base) > 0 or float(base) == 1.0:
-        raise ValueError(f"`base` must be a positive number other than 1 (or None), got {base}.")
-    return 1.0 / math.log(float(base))
+        return x
+    return x / jnp.log(jnp.asarray(base, x.dtype))
 
 
-def _scale(x: jax.Array, factor: float) -> jax.Array:
-    return x if factor == 1.0 else x * factor
+Axis = int | tuple[int, ...] | None
 
 
-def _prepare(x: ArrayLike, name: str, axis: int, where: ArrayLike | None):
+def _prepare(x: ArrayLike, name: str, axis: Axis, where: ArrayLike | None):
+    """``x`` upcast, its dtype, the reduced axes as a sorted tuple, the broadcast mask."""
     x = _numerics.as_float_array(x, name)
-    ax = _numerics.normalize_axis(axis, max(x.ndim, 1))
     if x.ndim == 0:
-        raise ValueError(f"`{name}` must have at least one dimension (the `axis` {axis}).")
-    return _numerics.upcast(x), x.dtype, ax, _numerics.broadcast_where(where, x.shape)
+        raise ValueError(
+            f"`{name}` must have at least one dimension (the `axis` {axis}), got a scalar; "
+            f"use `{name}[None]` for a one-element distribution."
+        )
+    axes = _numerics.normalize_axes(axis, x.ndim)
+    return _numerics.upcast(x), x.dtype, axes, _numerics.broadcast_where(where, x.shape)
 
 
-def _shift(x: jax.Array, axis: int, mask: jax.Array | None, *, floor_max: bool = False):
-    """``z = x - max`` (max held constant), ``exp(z)``, its sum.
-
-    Masked-out entries become ``-inf`` in ``z`` and 0 in ``exp(z)``. Rows without a
-    finite max shift by 0, so ``+inf`` entries stay ``+inf``. With ``floor_max`` the
-    max is instead taken with the lowest finite number as the reduction's initial
-    value: all ``-inf`` rows still give ``z = -inf``, and the compiler fuses the max
-    with the subtraction and the exponential (for callers for which a ``+inf`` entry
-    gives NaN anyway: ``z`` is then NaN there, ``inf - inf``).
-    """
-    if mask is not None:
-        x = jnp.where(mask, x, -jnp.inf)
-    if floor_max:
-        # The input is held constant before the reduction: under differentiation JAX
-        # would otherwise rewrite this generic reduction (its initial value is not max's
-        # identity) as a tree of slices, several times slower.
-        lowest = jnp.finfo(x.dtype).min
-        m = lax.reduce(lax.stop_gradient(x), jnp.array(lowest, x.dtype), lax.max, (axis,))
-        m = jnp.expand_dims(m, axis)
-    else:
-        m = jnp.max(x, axis=axis, keepdims=True)
-        m = lax.stop_gradient(jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m)))
-    z = x - m
-    e = jnp.exp(z)
-    return m, z, e, jnp.sum(e, axis=axis, keepdims=True)
-
-
-def _positive_or_one(s: jax.Array) -> tuple[jax.Array, jax.Array]:
-    positive = s > 0
-    return positive, jnp.where(positive, s, jnp.ones_like(s))
+def _is_empty(x: jax.Array, axes: tuple[int, ...]) -> bool:
+    """Whether some reduced axis has length 0 (a static property of the shape)."""
+    return any(x.shape[a] == 0 for a in axes)
 
 
 @_numerics.compiled("axis", "keepdims")
 def logsumexp(
-    x: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None, keepdims: bool = False
+    x: ArrayLike, axis: Axis = -1, *, where: ArrayLike | None = None, keepdims: bool = False
 ) -> jax.Array:
     r"""Log of the sum of exponentials, computed stably.
 
@@ -89,13 +70,14 @@ def logsumexp(
 
     ``m`` is held constant under differentiation, so the gradient is exactly
     ``softmax(x)``: ties stay ties at any magnitude. An all ``-inf`` (or fully
-    masked) row gives ``-inf`` with gradient 0.
+    masked, or empty) row gives ``-inf`` with gradient 0; a NaN in a row (outside
+    the mask) gives NaN.
 
     Args:
       x: a real floating array.
-      axis: the axis to reduce.
+      axis: the axis or axes to reduce (``None``: all).
       where: optional boolean mask broadcastable to ``x``; False entries are left out.
-      keepdims: keep the reduced axis with size 1.
+      keepdims: keep the reduced axes with size 1.
 
     Returns:
       ``x``'s shape without ``axis`` (or with size 1), in ``x``'s dtype.
@@ -107,38 +89,40 @@ def logsumexp(
       >>> print(jax.grad(jaxreg.logsumexp)(jnp.array([1e30, 1e30])))
       [0.5 0.5]
     """
-    x, dtype, ax, mask = _prepare(x, "x", axis, where)
-    m, _, _, s = _shift(x, ax, mask)
-    positive, s_safe = _positive_or_one(s)
-    out = jnp.where(positive, jnp.log(s_safe) + m, -jnp.inf)
+    x, dtype, axes, mask = _prepare(x, "x", axis, where)
+    if _is_empty(x, axes):
+        return jnp.full(_numerics.reduced_shape(x.shape, axes, keepdims), -jnp.inf, dtype)
+    m, _, _, s = _numerics.shifted_exp(x, axes, mask)
+    zero, s_safe = _numerics.nonzero_or_one(s)
+    out = jnp.where(zero, -jnp.inf, jnp.log(s_safe) + m)
     if not keepdims:
-        out = jnp.squeeze(out, axis=ax)
+        out = jnp.squeeze(out, axis=axes)
     return out.astype(dtype)
 
 
-def _softmax(x: jax.Array, axis: int, mask: jax.Array | None) -> jax.Array:
+def _softmax(x: jax.Array, axes: tuple[int, ...], mask: jax.Array | None) -> jax.Array:
     # Plain autodiff gives d softmax = y ⊙ (dx - Σ y dx) (the max is held constant), and
     # XLA fuses its transpose better than that of the same formula as a custom JVP. A
     # +inf entry gives NaN there with either shift (inf/inf, or inf - inf), so the max
     # is taken with the lowest finite number as initial value (fused with the shift);
     # masked-out entries and fully masked rows are 0, with gradient 0 (safe division).
-    _, _, e, s = _shift(x, axis, mask, floor_max=True)
-    return e / _positive_or_one(s)[1]
+    _, _, e, s = _numerics.shifted_exp(x, axes, mask, floor_max=True)
+    return e / _numerics.nonzero_or_one(s)[1]
 
 
 @_numerics.compiled("axis")
-def softmax(x: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) -> jax.Array:
+def softmax(x: ArrayLike, axis: Axis = -1, *, where: ArrayLike | None = None) -> jax.Array:
     r"""Softmax along ``axis``, stable for any magnitude.
 
     .. math::
         \operatorname{softmax}(x)_i = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}}
 
     Masked-out entries are 0; a fully masked row is all 0 (``jax.nn.softmax`` gives
-    NaN there), with gradient 0.
+    NaN there), with gradient 0. A NaN in a row (outside the mask) makes the row NaN.
 
     Args:
       x: a real floating array.
-      axis: the axis to normalise over.
+      axis: the axis or axes to normalise over (``None``: all).
       where: optional boolean mask broadcastable to ``x``.
 
     Returns:
@@ -149,12 +133,14 @@ def softmax(x: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) -> 
       >>> print(jaxreg.softmax(jnp.array([1.0, 1.0]), where=jnp.array([True, False])))
       [1. 0.]
     """
-    x, dtype, ax, mask = _prepare(x, "x", axis, where)
-    return _softmax(x, ax, mask).astype(dtype)
+    x, dtype, axes, mask = _prepare(x, "x", axis, where)
+    if _is_empty(x, axes):
+        return x.astype(dtype)
+    return _softmax(x, axes, mask).astype(dtype)
 
 
 @_numerics.compiled("axis")
-def log_softmax(x: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None) -> jax.Array:
+def log_softmax(x: ArrayLike, axis: Axis = -1, *, where: ArrayLike | None = None) -> jax.Array:
     r"""Log of the softmax along ``axis``, computed without forming the softmax.
 
     .. math::
@@ -164,7 +150,7 @@ def log_softmax(x: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None)
 
     Args:
       x: a real floating array.
-      axis: the axis to normalise over.
+      axis: the axis or axes to normalise over (``None``: all).
       where: optional boolean mask broadcastable to ``x``.
 
     Returns:
@@ -175,9 +161,11 @@ def log_softmax(x: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None)
       >>> print(jnp.round(jaxreg.log_softmax(jnp.array([0.0, 0.0])), 4))
       [-0.6931 -0.6931]
     """
-    x, dtype, ax, mask = _prepare(x, "x", axis, where)
-    _, z, _, s = _shift(x, ax, mask, floor_max=True)
-    out = z - jnp.log(_positive_or_one(s)[1])
+    x, dtype, axes, mask = _prepare(x, "x", axis, where)
+    if _is_empty(x, axes):
+        return x.astype(dtype)
+    _, z, _, s = _numerics.shifted_exp(x, axes, mask, floor_max=True)
+    out = z - jnp.log(_numerics.nonzero_or_one(s)[1])
     if mask is not None:
         out = jnp.where(mask, out, -jnp.inf)
     return out.astype(dtype)
@@ -194,10 +182,13 @@ def xlogy(x: jax.Array, y: jax.Array) -> jax.Array:
         \partial_x = \log y, \qquad \partial_y = x / y \qquad (y > 0)
 
     Where ``y = 0`` the value is 0 (``x = 0``) or ``-inf`` (``x > 0``), held constant:
-    gradient 0. (torch's ``xlogy`` gives NaN for ``∂_y`` at ``x = y = 0``.)
+    gradient 0. (torch's ``xlogy`` gives NaN for ``∂_y`` at ``x = y = 0``.) A NaN in
+    either argument gives NaN, also at ``x = 0`` (as ``scipy.special.xlogy``).
     """
     zero = x == 0
-    return jnp.where(zero, jnp.zeros_like(x), x * jnp.log(jnp.where(zero, jnp.ones_like(y), y)))
+    # 0·log y = 0 for every y >= 0, but a NaN y stays NaN (a zero is not a NaN filter).
+    at_zero = jnp.where(jnp.isnan(y), y, jnp.zeros_like(x))
+    return jnp.where(zero, at_zero, x * jnp.log(jnp.where(zero, jnp.ones_like(y), y)))
 
 
 def _xlogy_jvp(primals, tangents):
@@ -218,7 +209,7 @@ def _xlogy_jvp(primals, tangents):
 xlogy.defjvp(_xlogy_jvp, symbolic_zeros=True)
 
 
-def _prepare_pair(p: ArrayLike, q: ArrayLike, axis: int, names=("p", "q")):
+def _prepare_pair(p: ArrayLike, q: ArrayLike, axis: Axis, names=("p", "q")):
     p = _numerics.as_float_array(p, names[0])
     q = _numerics.as_float_array(q, names[1])
     _numerics.check_same_shape(p, q, *names)
@@ -228,12 +219,12 @@ def _prepare_pair(p: ArrayLike, q: ArrayLike, axis: int, names=("p", "q")):
         )
     if p.ndim == 0:
         raise ValueError(f"`{names[0]}` and `{names[1]}` need at least one dimension.")
-    ax = _numerics.normalize_axis(axis, p.ndim)
+    ax = _numerics.normalize_axes(axis, p.ndim)
     return _numerics.upcast(p), _numerics.upcast(q), p.dtype, ax
 
 
-@_numerics.compiled("base")
-def self_information(p: ArrayLike, *, base: float | None = None) -> jax.Array:
+@_numerics.compiled(check=_check_base)
+def self_information(p: ArrayLike, *, base: ArrayLike | None = None) -> jax.Array:
     r"""Self-information (surprisal) of each probability, elementwise.
 
     .. math::
@@ -253,18 +244,17 @@ def self_information(p: ArrayLike, *, base: float | None = None) -> jax.Array:
       >>> print(jaxreg.self_information(jnp.array([0.5, 0.25]), base=2))
       [1. 2.]
     """
-    factor = _check_base(base)
     p = _numerics.as_float_array(p, "p")
     work = _numerics.upcast(p)
     # +inf at p = 0 held constant (the double where): a zero cotangent there gives a
     # zero gradient, not 0·(-1/0) = NaN.
     nonzero = work != 0
     info = jnp.where(nonzero, -jnp.log(jnp.where(nonzero, work, 1.0)), jnp.inf)
-    return _scale(info, factor).astype(p.dtype)
+    return _in_base(info, base).astype(p.dtype)
 
 
-@_numerics.compiled("axis", "base")
-def entropy(p: ArrayLike, axis: int = -1, *, base: float | None = None) -> jax.Array:
+@_numerics.compiled("axis", check=_check_base)
+def entropy(p: ArrayLike, axis: Axis = -1, *, base: ArrayLike | None = None) -> jax.Array:
     r"""Shannon entropy of the distributions along ``axis``.
 
     .. math::
@@ -275,7 +265,7 @@ def entropy(p: ArrayLike, axis: int = -1, *, base: float | None = None) -> jax.A
 
     Args:
       p: probabilities; each slice along ``axis`` a distribution.
-      axis: the axis of the outcomes.
+      axis: the axis or axes of the outcomes (``None``: all).
       base: the logarithm's base (``None``: nats; ``2``: bits).
 
     Returns:
@@ -286,20 +276,17 @@ def entropy(p: ArrayLike, axis: int = -1, *, base: float | None = None) -> jax.A
       >>> print(jaxreg.entropy(jnp.array([0.5, 0.5, 0.0]), base=2))
       1.0
     """
-    factor = _check_base(base)
-    p = _numerics.as_float_array(p, "p")
-    ax = _numerics.normalize_axis(axis, max(p.ndim, 1))
-    work = _numerics.upcast(p)
-    return _scale(0.0 - jnp.sum(xlogy(work, work), axis=ax), factor).astype(p.dtype)
+    work, dtype, axes, _ = _prepare(p, "p", axis, None)
+    return _in_base(0.0 - jnp.sum(xlogy(work, work), axis=axes), base).astype(dtype)
 
 
-@_numerics.compiled("axis", "base")
+@_numerics.compiled("axis", check=_check_base)
 def entropy_from_logits(
     logits: ArrayLike,
-    axis: int = -1,
+    axis: Axis = -1,
     *,
     where: ArrayLike | None = None,
-    base: float | None = None,
+    base: ArrayLike | None = None,
 ) -> jax.Array:
     r"""Entropy of ``softmax(logits)``, computed from the logits without ``log 0``.
 
@@ -308,11 +295,12 @@ def entropy_from_logits(
         \qquad z = x - \max x
 
     Exact at extreme logits (``[1e4, -1e4]`` gives 0, with finite gradient and
-    Hessian); a fully masked row gives 0 with gradient 0.
+    Hessian); a fully masked (or empty) row gives 0 with gradient 0, a NaN logit
+    (outside the mask) NaN.
 
     Args:
       logits: unnormalised log-probabilities.
-      axis: the class axis.
+      axis: the class axis or axes (``None``: all).
       where: optional boolean mask broadcastable to ``logits``.
       base: the logarithm's base (``None``: nats; ``2``: bits).
 
@@ -324,21 +312,22 @@ def entropy_from_logits(
       >>> print(jnp.round(jaxreg.entropy_from_logits(jnp.zeros(4), base=2), 4))
       2.0
     """
-    factor = _check_base(base)
-    x, dtype, ax, mask = _prepare(logits, "logits", axis, where)
-    _, z, e, s = _shift(x, ax, mask)
-    positive, s_safe = _positive_or_one(s)
+    x, dtype, axes, mask = _prepare(logits, "logits", axis, where)
+    if _is_empty(x, axes):
+        return jnp.zeros(_numerics.reduced_shape(x.shape, axes, False), dtype)
+    _, z, e, s = _numerics.shifted_exp(x, axes, mask)
+    zero, s_safe = _numerics.nonzero_or_one(s)
     p = e / s_safe
     # Entries with p = 0 (masked, -inf or underflowed) contribute 0·z = 0, z may be -inf.
     z_safe = jnp.where(e > 0, z, jnp.zeros_like(z))
-    h = jnp.log(s_safe) - jnp.sum(p * z_safe, axis=ax, keepdims=True)
-    h = jnp.where(positive, h, jnp.zeros_like(h))
-    return _scale(jnp.squeeze(h, axis=ax), factor).astype(dtype)
+    h = jnp.log(s_safe) - jnp.sum(p * z_safe, axis=axes, keepdims=True)
+    h = jnp.where(zero, jnp.zeros_like(h), h)
+    return _in_base(jnp.squeeze(h, axis=axes), base).astype(dtype)
 
 
-@_numerics.compiled("axis", "base")
+@_numerics.compiled("axis", check=_check_base)
 def cross_entropy(
-    p: ArrayLike, q: ArrayLike, axis: int = -1, *, base: float | None = None
+    p: ArrayLike, q: ArrayLike, axis: Axis = -1, *, base: ArrayLike | None = None
 ) -> jax.Array:
     r"""Cross-entropy :math:`H(p, q)` of distributions (not of logits: see ``losses``).
 
@@ -362,14 +351,13 @@ def cross_entropy(
       >>> print(jaxreg.cross_entropy(p, jnp.array([0.5, 0.5]), base=2))
       1.0
     """
-    factor = _check_base(base)
     p, q, dtype, ax = _prepare_pair(p, q, axis)
-    return _scale(0.0 - jnp.sum(xlogy(p, q), axis=ax), factor).astype(dtype)
+    return _in_base(0.0 - jnp.sum(xlogy(p, q), axis=ax), base).astype(dtype)
 
 
-@_numerics.compiled("axis", "base")
+@_numerics.compiled("axis", check=_check_base)
 def kl_divergence(
-    p: ArrayLike, q: ArrayLike, axis: int = -1, *, base: float | None = None
+    p: ArrayLike, q: ArrayLike, axis: Axis = -1, *, base: ArrayLike | None = None
 ) -> jax.Array:
     r"""Kullback–Leibler divergence :math:`KL(p \| q)` of distributions.
 
@@ -395,20 +383,22 @@ def kl_divergence(
       >>> print(jnp.round(jaxreg.kl_divergence(p, q), 4))
       0.1438
     """
-    factor = _check_base(base)
     p, q, dtype, ax = _prepare_pair(p, q, axis)
-    return _scale(_kl(p, q, ax), factor).astype(dtype)
+    return _in_base(_kl(p, q, ax), base).astype(dtype)
 
 
 @jax.custom_jvp
 def _rel_entr(p: jax.Array, q: jax.Array) -> jax.Array:
-    """``p·log(p/q)``: 0 where ``p = 0``, ``+inf`` where ``p > 0 = q`` (one log, not two).
+    """``p·log(p/q)``: 0 where ``p = 0`` (NaN if ``q`` is), ``+inf`` where ``p > 0 = q``.
+
+    One log, not two.
 
     Its derivative is that of ``xlogy(p, p) - xlogy(p, q)``, with the same conventions.
     """
     zero = p == 0
     ratio = jnp.where(zero, jnp.ones_like(p), p) / jnp.where(zero, jnp.ones_like(q), q)
-    return jnp.where(zero, jnp.zeros_like(p), p * jnp.log(ratio))
+    at_zero = jnp.where(jnp.isnan(q), q, jnp.zeros_like(p))  # a NaN q stays NaN
+    return jnp.where(zero, at_zero, p * jnp.log(ratio))
 
 
 def _rel_entr_jvp(primals, tangents):
@@ -435,13 +425,13 @@ def _rel_entr_jvp(primals, tangents):
 _rel_entr.defjvp(_rel_entr_jvp, symbolic_zeros=True)
 
 
-def _kl(p: jax.Array, q: jax.Array, axis: int) -> jax.Array:
+def _kl(p: jax.Array, q: jax.Array, axis: tuple[int, ...]) -> jax.Array:
     return jnp.sum(_rel_entr(p, q), axis=axis)
 
 
 @_numerics.compiled("axis")
 def kl_divergence_from_logits(
-    p_logits: ArrayLike, q_logits: ArrayLike, axis: int = -1
+    p_logits: ArrayLike, q_logits: ArrayLike, axis: Axis = -1
 ) -> jax.Array:
     r"""``KL(softmax(p_logits) ‖ softmax(q_logits))``, from the logits, in nats.
 
@@ -475,9 +465,9 @@ def kl_divergence_from_logits(
     return jnp.sum(p * diff, axis=ax).astype(dtype)
 
 
-@_numerics.compiled("axis", "base")
+@_numerics.compiled("axis", check=_check_base)
 def js_divergence(
-    p: ArrayLike, q: ArrayLike, axis: int = -1, *, base: float | None = None
+    p: ArrayLike, q: ArrayLike, axis: Axis = -1, *, base: ArrayLike | None = None
 ) -> jax.Array:
     r"""Jensen–Shannon divergence, symmetric and bounded by ``log 2``.
 
@@ -499,7 +489,6 @@ def js_divergence(
       >>> print(jaxreg.js_divergence(jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0]), base=2))
       1.0
     """
-    factor = _check_base(base)
     p, q, dtype, ax = _prepare_pair(p, q, axis)
     m = 0.5 * (p + q)
-    return _scale(0.5 * (_kl(p, m, ax) + _kl(q, m, ax)), factor).astype(dtype)
+    return _in_base(0.5 * (_kl(p, m, ax) + _kl(q, m, ax)), base).astype(dtype)

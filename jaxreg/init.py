@@ -38,6 +38,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from jaxreg import _numerics
+
 __all__ = [
     "fan_in_and_fan_out",
     "kaiming_normal",
@@ -123,9 +125,10 @@ def _variance_scaling(
     ``"normal"`` is untruncated: torch's distributions. ``"fan_avg"`` divides by
     ``(fan_in + fan_out) / 2``, Xavier's denominator.
     """
-    gain = float(gain)
-    if not (math.isfinite(gain) and gain >= 0):
-        raise ValueError(f"{fn}: `gain` must be finite and non-negative, got {gain}.")
+    if _numerics.is_concrete(gain):  # a traced gain (e.g. swept under jit) is not checked
+        value = float(gain)
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{fn}: `gain` must be finite and non-negative, got {value}.")
     initializer = jax.nn.initializers.variance_scaling(gain**2, mode, distribution, **axes)
 
     def init(key: jax.Array, shape: Sequence[int], dtype: DTypeLike | None = None) -> jax.Array:

@@ -12,12 +12,23 @@ row maximum happens before any rounding) and the loss is returned in their dtype
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jaxreg import _numerics
-from jaxreg.information import _positive_or_one, _shift
+
+__all__ = [
+    "binary_cross_entropy_with_logits",
+    "mse_loss",
+    "nll_loss",
+    "softmax_cross_entropy",
+    "squared_loss",
+]
 
 
 def _check_weight(weight: ArrayLike | None, num_classes: int, dtype) -> jax.Array | None:
@@ -40,20 +51,24 @@ def _check_int_labels(labels: jax.Array, batch_shape: tuple[int, ...], what: str
         )
 
 
-def _weighted_reduce(losses: jax.Array, sample_weight: jax.Array, reduction: str) -> jax.Array:
-    """torch's reduction for class-id targets: the mean divides by the valid weights' sum.
+def _check_label_values(
+    what: str,
+) -> Callable[..., None]:
+    """The checks on concrete values, run before tracing: class ids in range (the
+    class count is the size of the ``axis`` of the ``what`` argument), and a
+    ``label_smoothing`` in [0, 1]."""
 
-    ``losses`` are already weighted and 0 where the target is ignored;
-    ``sample_weight`` is ``w[y_i]``, 0 where ignored. With no valid target the mean
-    is 0 (and so is its gradient) instead of torch's 0/0.
-    """
-    if reduction != "mean":
-        return _numerics.reduce(losses, reduction)
-    positive, total = _positive_or_one(jnp.sum(sample_weight))
-    return jnp.where(positive, jnp.sum(losses) / total, jnp.zeros_like(total))
+    def check(*, labels: Any, axis: int, ignore_index: int, **arguments: Any) -> None:
+        if "label_smoothing" in arguments:
+            _numerics.check_in_unit_interval(arguments["label_smoothing"], "label_smoothing")
+        shape = np.shape(arguments[what])
+        if len(shape) > 0 and -len(shape) <= axis < len(shape):
+            _numerics.check_class_ids(labels, shape[axis], ignore_index)
+
+    return check
 
 
-@_numerics.compiled("axis", "ignore_index", "label_smoothing", "reduction")
+@_numerics.compiled("axis", "ignore_index", "reduction", check=_check_label_values("logits"))
 def softmax_cross_entropy(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -61,7 +76,7 @@ def softmax_cross_entropy(
     axis: int = -1,
     weight: ArrayLike | None = None,
     ignore_index: int = -100,
-    label_smoothing: float = 0.0,
+    label_smoothing: ArrayLike = 0.0,
     reduction: str = "mean",
 ) -> jax.Array:
     r"""Softmax cross-entropy with PyTorch's semantics (``F.cross_entropy``).
@@ -73,20 +88,25 @@ def softmax_cross_entropy(
               + \frac{\varepsilon}{C} \sum_c w_c (-\log p_{ic}),
         \qquad p = \operatorname{softmax}(x_i)
 
-    and ``"mean"`` is ``Σ_i l_i / Σ_{i valid} w_{y_i}``. With probability labels
-    ``t`` (smoothed to ``(1-ε)t + ε/C``), ``l_i = -Σ_c w_c t_{ic} \log p_{ic}`` and
-    ``"mean"`` is ``Σ_i l_i / N``. ``0·log 0 = 0`` throughout.
+    and ``"mean"`` is ``Σ_i l_i / Σ_{i valid} w_{y_i}`` (torch's division exactly, also
+    for negative weights; 0 with gradient 0 when no row is valid, where torch gives
+    NaN). With probability labels ``t`` (smoothed to ``(1-ε)t + ε/C``),
+    ``l_i = -Σ_c w_c t_{ic} \log p_{ic}`` and ``"mean"`` is ``Σ_i l_i / N`` (0 over 0
+    rows). ``0·log 0 = 0`` throughout; a NaN logit, label or weight that takes part
+    makes the loss NaN.
 
     Args:
       logits: ``[..., C]`` unnormalised log-probabilities (class axis ``axis``).
       labels: integer class ids of shape ``logits.shape`` without ``axis``, or
-        probabilities of ``logits``' shape.
+        probabilities of ``logits``' shape. A class id outside ``[0, C)`` that is not
+        ``ignore_index`` raises a ``ValueError`` (naming its position) when the labels
+        are concrete; traced, it makes that row's loss and gradient NaN.
       axis: the class axis of ``logits`` (and of probability labels).
       weight: optional ``[C]`` class weights.
       ignore_index: integer labels equal to it contribute nothing (nor to the
         mean's denominator); not allowed with probability labels.
-      label_smoothing: ``ε`` in [0, 1]; the target becomes ``(1-ε)·onehot + ε/C``
-        (torch's rule, not ``ε/(C-1)``).
+      label_smoothing: ``ε`` in [0, 1], may be traced; the target becomes
+        ``(1-ε)·onehot + ε/C`` (torch's rule, not ``ε/(C-1)``).
       reduction: ``"none"``, ``"mean"`` or ``"sum"``.
 
     Returns:
@@ -102,7 +122,6 @@ def softmax_cross_entropy(
     """
     logits = _numerics.as_float_array(logits, "logits")
     _numerics.check_reduction(reduction)
-    _numerics.check_in_unit_interval(label_smoothing, "label_smoothing")
     if logits.ndim == 0:
         raise ValueError("`logits` must have a class axis, got a scalar.")
     ax = _numerics.normalize_axis(axis, logits.ndim)
@@ -111,28 +130,33 @@ def softmax_cross_entropy(
     num_classes = x.shape[-1]
     w = _check_weight(weight, num_classes, x.dtype)
     labels = jnp.asarray(labels)
-    eps = label_smoothing
+    eps = jnp.asarray(label_smoothing, x.dtype)
 
-    m, z, _, s = _shift(x, -1, None)
-    log_s = jnp.log(_positive_or_one(s)[1])
+    m, z, _, s = _numerics.shifted_exp(x, (x.ndim - 1,), None)
+    log_s = jnp.log(_numerics.nonzero_or_one(s)[1])
     # log p = z - log Σ exp(z), with z = x - max: exact for extreme logits.
 
     if jnp.issubdtype(labels.dtype, jnp.floating):
+        if labels.shape != logits.shape:
+            raise ValueError(
+                f"floating `labels` are probabilities and must have `logits`' shape "
+                f"{logits.shape}, got {labels.shape}; class ids must be integers "
+                f"(`labels.astype(jnp.int32)`)."
+            )
         if ignore_index != -100:
             raise ValueError(
                 "`ignore_index` is not supported with probability labels (as in torch); "
                 "give ignored rows an all-zero target instead, or use integer labels."
             )
-        target = jnp.moveaxis(labels, ax, -1)
-        _numerics.check_same_shape(x, target, "logits", "labels")
-        target = target.astype(x.dtype)
-        if eps:
-            target = (1.0 - eps) * target + eps / num_classes
+        target = jnp.moveaxis(labels, ax, -1).astype(x.dtype)
+        target = (1.0 - eps) * target + eps / num_classes
         if w is not None:
             target = target * _along_last(w, x.ndim)
         log_p = z - log_s
         # -Σ t log p with 0·log p = 0 even where log p = -inf.
         losses = -jnp.sum(_t_log_p(target, log_p), axis=-1)
+        if reduction == "mean" and losses.size == 0:
+            return jnp.zeros((), dtype)  # the mean over no row: 0 with gradient 0
         return _numerics.reduce(losses, reduction).astype(dtype)
 
     if not jnp.issubdtype(labels.dtype, jnp.integer):
@@ -140,28 +164,28 @@ def softmax_cross_entropy(
             f"`labels` must be integer class ids or floating probabilities, got {labels.dtype}."
         )
     _check_int_labels(labels, x.shape[:-1], "logits")
-    valid = labels != ignore_index
-    safe_labels = jnp.where(valid, labels, jnp.zeros_like(labels))
+    valid, safe_labels, bad = _numerics.class_id_rows(labels, num_classes, ignore_index)
     # Gathered from x, then shifted: the same numbers as gathering from z, and z is
     # then used only by the sum above, so it is never written to memory.
     x_y = jnp.take_along_axis(x, safe_labels[..., None], axis=-1)
     z_y = (x_y - m)[..., 0]
-    nll = jnp.squeeze(log_s, -1) - z_y
+    log_s = jnp.squeeze(log_s, -1)
+    nll = log_s - z_y
     sample_weight = jnp.ones_like(nll) if w is None else w[safe_labels]
     sample_weight = jnp.where(valid, sample_weight, jnp.zeros_like(sample_weight))
-    losses = sample_weight * nll
-    if eps:
-        # Σ_c w_c (-log p_c) = log s · Σ_c w_c - Σ_c w_c z_c.
-        if w is None:
-            smooth = num_classes * jnp.squeeze(log_s, -1) - jnp.sum(z, axis=-1)
-        else:
-            smooth = jnp.sum(w) * jnp.squeeze(log_s, -1) - jnp.sum(
-                _along_last(w, x.ndim) * z, axis=-1
-            )
-        smooth = jnp.where(valid, smooth, jnp.zeros_like(smooth))
-        losses = (1.0 - eps) * losses + (eps / num_classes) * smooth
-    losses = jnp.where(valid, losses, jnp.zeros_like(losses))
-    return _weighted_reduce(losses, sample_weight, reduction).astype(dtype)
+    # Σ_c w_c (-log p_c) = log s · Σ_c w_c - Σ_c w_c z_c: the smoothing term.
+    if w is None:
+        smooth = num_classes * log_s - jnp.sum(z, axis=-1)
+    else:
+        smooth = jnp.sum(w) * log_s - jnp.sum(_along_last(w, x.ndim) * z, axis=-1)
+    # eps = 0 adds exactly nothing, also where the smoothing term is not finite (a -inf
+    # logit, a NaN weight of a class no label names), as in torch.
+    smooth = jnp.where(eps == 0, jnp.zeros_like(smooth), (eps / num_classes) * smooth)
+    losses = (1.0 - eps) * (sample_weight * nll) + smooth
+    losses = _numerics.nan_rows(jnp.where(valid, losses, jnp.zeros_like(losses)), bad)
+    if reduction == "mean":
+        return _numerics.torch_mean(losses, sample_weight, valid).astype(dtype)
+    return _numerics.reduce(losses, reduction).astype(dtype)
 
 
 def _along_last(w: jax.Array, ndim: int) -> jax.Array:
@@ -175,7 +199,7 @@ def _t_log_p(t: jax.Array, log_p: jax.Array) -> jax.Array:
     return jnp.where(zero, jnp.zeros_like(t), t * jnp.where(zero, jnp.zeros_like(log_p), log_p))
 
 
-@_numerics.compiled("axis", "ignore_index", "reduction")
+@_numerics.compiled("axis", "ignore_index", "reduction", check=_check_label_values("log_probs"))
 def nll_loss(
     log_probs: ArrayLike,
     labels: ArrayLike,
@@ -193,7 +217,8 @@ def nll_loss(
 
     Args:
       log_probs: ``[..., C]`` log-probabilities (e.g. from ``log_softmax``).
-      labels: integer class ids, ``log_probs``' shape without ``axis``.
+      labels: integer class ids, ``log_probs``' shape without ``axis``; out of range
+        (and not ``ignore_index``): a ``ValueError`` when concrete, a NaN row when traced.
       axis: the class axis.
       weight: optional ``[C]`` class weights.
       ignore_index: labels equal to it contribute nothing.
@@ -217,15 +242,18 @@ def nll_loss(
     ax = _numerics.normalize_axis(axis, log_probs.ndim)
     dtype = log_probs.dtype
     lp = jnp.moveaxis(_numerics.upcast(log_probs), ax, -1)
-    w = _check_weight(weight, lp.shape[-1], lp.dtype)
+    num_classes = lp.shape[-1]
+    w = _check_weight(weight, num_classes, lp.dtype)
     _check_int_labels(labels, lp.shape[:-1], "log_probs")
-    valid = labels != ignore_index
-    safe_labels = jnp.where(valid, labels, jnp.zeros_like(labels))
+    valid, safe_labels, bad = _numerics.class_id_rows(labels, num_classes, ignore_index)
     picked = jnp.take_along_axis(lp, safe_labels[..., None], axis=-1)[..., 0]
     sample_weight = jnp.ones_like(picked) if w is None else w[safe_labels]
     sample_weight = jnp.where(valid, sample_weight, jnp.zeros_like(sample_weight))
     losses = jnp.where(valid, -sample_weight * picked, jnp.zeros_like(picked))
-    return _weighted_reduce(losses, sample_weight, reduction).astype(dtype)
+    losses = _numerics.nan_rows(losses, bad)
+    if reduction == "mean":
+        return _numerics.torch_mean(losses, sample_weight, valid).astype(dtype)
+    return _numerics.reduce(losses, reduction).astype(dtype)
 
 
 def _broadcast_to_input(x: ArrayLike | None, shape: tuple[int, ...], name: str, dtype):

@@ -26,7 +26,8 @@ from flax import nnx
 from jax import lax
 from jax.typing import ArrayLike, DTypeLike
 
-from jaxreg.activations import _floating, relu, silu
+from jaxreg import _numerics
+from jaxreg.activations import relu, silu
 from jaxreg.init import xavier_uniform
 
 __all__ = ["MLP", "Linear", "SwiGLUFeedForward", "dropout"]
@@ -59,8 +60,10 @@ def dropout(
 
     Args:
       x: floating array of any shape.
-      rate: the dropout probability (*not* the keep rate!), in ``[0, 1]``; a Python float.
-      key: a ``jax.random`` key; required unless ``deterministic`` or ``rate == 0``.
+      rate: the dropout probability (*not* the keep rate!), in ``[0, 1]``; a number or
+        a (traced) scalar array, checked when concrete.
+      key: a ``jax.random`` key; required unless ``deterministic`` or ``rate`` is a
+        concrete 0.
       deterministic: if True, return ``x`` unchanged (evaluation).
 
     Returns:
@@ -76,20 +79,26 @@ def dropout(
       >>> print(dropout(jnp.ones(3), 0.5, deterministic=True))
       [1. 1. 1.]
     """
-    x = _floating(x, "x", "dropout")
-    rate = _check_rate(rate, "rate", "dropout", allow_one=True)
-    if deterministic or rate == 0.0:
+    x = _numerics.as_float_array(x, "x")
+    if deterministic:
         return x
-    if rate == 1.0:
-        return jnp.zeros_like(x)  # no division by zero, zero gradient
+    if _numerics.is_concrete(rate):
+        rate = _check_rate(rate, "rate", "dropout", allow_one=True)
+        if rate == 0.0:
+            return x  # what the formula below gives, without a key
+        if rate == 1.0:
+            return jnp.zeros_like(x)  # no division by zero, zero gradient
     if key is None:
         raise ValueError(
-            "dropout: `key` is required when `deterministic=False` and `rate > 0`; pass "
-            "`key=jax.random.key(...)`, or `deterministic=True` for evaluation."
+            "dropout: `key` is required when `deterministic=False` and `rate > 0` (or "
+            "traced); pass `key=jax.random.key(...)`, or `deterministic=True` for evaluation."
         )
     keep = 1.0 - rate
     mask = jax.random.bernoulli(key, p=keep, shape=x.shape)
-    return lax.select(mask, x / keep, jnp.zeros_like(x))
+    # A traced rate of 1 keeps nothing: divide by 1 there (the double where), so the
+    # unused branch cannot give a NaN gradient.
+    keep_safe = keep if isinstance(keep, float) else jnp.where(keep == 0, 1.0, keep)
+    return lax.select(mask, x / keep_safe, jnp.zeros_like(x))
 
 
 class Linear(nnx.Module):
@@ -133,7 +142,7 @@ class Linear(nnx.Module):
 
     def __call__(self, x: ArrayLike) -> jax.Array:
         """Applies the layer to ``x`` ``[..., in_features]``; returns ``[..., out_features]``."""
-        x = _floating(x, "x", "Linear")
+        x = _numerics.as_float_array(x, "x")
         kernel = self.kernel[...]
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(

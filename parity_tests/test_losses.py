@@ -48,6 +48,14 @@ def prob_inputs(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     return 2 * rng.standard_normal((N, C)), target / target.sum(-1, keepdims=True), rng.random(C)
 
 
+def signed_weight_inputs(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Class weights of both signs whose valid sum is not 0: torch divides by it as it is
+    (a negative mean weight included), and so does jaxreg."""
+    weight = rng.uniform(0.5, 1.5, C) * np.array([1.0, -1.0, -1.0, 1.0])
+    labels = np.array([1, 2, 1, 2, 0, 1])  # Σ w[y] < 0
+    return 2 * rng.standard_normal((N, C)), labels, weight
+
+
 REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -159,6 +167,19 @@ CASES = [
         grad_argnums=(0, 1),
     ),
     ParityCase(
+        "losses.softmax_cross_entropy+nll_loss[signed weights,smoothing]",
+        lambda x, y, w: [
+            jl.softmax_cross_entropy(x, y, weight=w, label_smoothing=0.2),
+            jl.nll_loss(x, y, weight=w),
+        ],
+        lambda x, y, w: [
+            F.cross_entropy(x, y, weight=w, label_smoothing=0.2),
+            F.nll_loss(x, y, weight=w),
+        ],
+        signed_weight_inputs,
+        reference="torch",
+    ),
+    ParityCase(
         "losses.softmax_cross_entropy+nll_loss+bce+mse[torch.nn.functional]",
         raw_twins,
         raw_torch,
@@ -250,6 +271,26 @@ def test_extreme_logits() -> None:
     )
     assert_parity(result)
     assert np.isfinite(result.value_abs) and np.isfinite(result.grad_abs)
+
+
+@pytest.mark.parametrize("bad", [-1, C, -101])
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "nll_loss"])
+def test_out_of_range_labels_raise_the_same_error(name, bad) -> None:
+    """A class id out of range (not ignore_index): the same ValueError on both sides,
+    naming its position (torch's own error names neither position nor fix)."""
+    x, y = np.zeros((3, C)), np.array([0, bad, 2])
+    message = rf"`labels` holds {bad} at position 1"
+    with pytest.raises(ValueError, match=message):
+        getattr(jl, name)(jnp.asarray(x), jnp.asarray(y))
+    with pytest.raises(ValueError, match=message):
+        getattr(tl, name)(torch.tensor(x), torch.tensor(y))
+
+
+def test_mean_over_no_rows_is_zero_on_both_sides() -> None:
+    for y in (np.zeros((0,), np.int64), np.zeros((0, C))):
+        x = np.zeros((0, C))
+        assert float(jl.softmax_cross_entropy(jnp.asarray(x), jnp.asarray(y))) == 0.0
+        assert float(tl.softmax_cross_entropy(torch.tensor(x), torch.tensor(y))) == 0.0
 
 
 @pytest.mark.parametrize(

@@ -107,7 +107,8 @@ def test_forward_mode_is_documented_as_unsupported(rng):
 
 def test_edge_cases(rng):
     """One program for the edge cases: every label ignored (0, gradient 0); logits near
-    ±1e4 (finite, exact); a label out of range (NaN row, like the unfused loss); no rows."""
+    ±1e4 (finite, exact); a traced label out of range (NaN row and NaN gradient row, like
+    the unfused loss); no rows."""
     h, w, b, y = inputs(rng)
     ignored = np.full((B, T), -100)
     w_big = w * (1e4 / np.abs(h @ w).max())
@@ -118,17 +119,18 @@ def test_edge_cases(rng):
         return jax.value_and_grad(lambda h, w: fn(h, w, y, **kwargs), argnums=(0, 1))(h, w)
 
     @jax.jit
-    def edges(h, w, w_big):
+    def edges(h, w, w_big, y_bad):
         fused, ref = jf.fused_linear_cross_entropy, unfused
         return {
             "ignored": value_and_grads(fused, h, w, ignored, bias=b),
             "extreme": value_and_grads(fused, h, w_big, y, chunk_size=3),
             "extreme_ref": value_and_grads(ref, h, w_big, y),
             "bad": [fn(h, w, y_bad, reduction="none") for fn in (fused, ref)],
+            "bad_grad": [value_and_grads(fn, h, w, y_bad)[1][0] for fn in (fused, ref)],
             "empty": fused(h[:0, 0], w, y[:0, 0]),
         }
 
-    out = edges(h, w, w_big)
+    out = edges(h, w, w_big, y_bad)
     value, grads = out["ignored"]
     assert float(value) == 0.0 and all(not np.any(g) for g in grads)
     assert_finite(out["extreme"])
@@ -139,7 +141,21 @@ def test_edge_cases(rng):
     got, want = out["bad"]
     assert np.isnan(got[1, 1]) and np.isnan(want[1, 1])
     assert np.isfinite(np.delete(np.asarray(got).ravel(), T + 1)).all()
+    for grad_h in out["bad_grad"]:  # the bad row's gradient is NaN, the others finite
+        assert np.isnan(grad_h[1, 1]).all()
+        assert np.isfinite(np.delete(np.asarray(grad_h).reshape(B * T, -1), T + 1, 0)).all()
     assert float(out["empty"]) == 0.0
+
+
+@pytest.mark.parametrize("label", [-1, V, -7])
+def test_concrete_label_out_of_range_raises(rng, label):
+    h, w, b, y = inputs(rng)
+    y = y.copy()
+    y[0, 2] = label
+    for fn in (jf.fused_linear_cross_entropy, softmax_cross_entropy):
+        args = (h, w, y) if fn is jf.fused_linear_cross_entropy else (h @ w, y)
+        with pytest.raises(ValueError, match=rf"holds {label} at position \(0, 2\)"):
+            fn(*args)
 
 
 def test_float16_is_reduced_in_float32(rng):

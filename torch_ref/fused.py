@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from torch_ref import _numerics
 from torch_ref.norms import _as_float, _compute_dtype
 
 __all__ = [
@@ -195,10 +196,8 @@ def _loss_from_stats(
     """Torch's cross-entropy from the per-row statistics (jaxreg's ``_loss_from_stats``)."""
     lse, z_label, z_sum = stats
     valid = labels != ignore_index
-    bad = valid & ((labels < 0) | (labels >= num_classes))
-    if bool(bad.any()):
-        # As F.cross_entropy does (jaxreg cannot check values and gives NaN rows).
-        raise IndexError(f"Target {int(labels[bad][0])} is out of bounds.")
+    # jaxreg's error for concrete labels (traced ones give NaN rows there).
+    _numerics.check_class_ids(labels, num_classes, ignore_index)
     eps = float(label_smoothing)
     loss = lse - (1.0 - eps) * z_label
     if eps:

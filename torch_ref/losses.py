@@ -5,8 +5,10 @@ These are torch's own ``F.cross_entropy``, ``F.nll_loss``,
 class axis (last, or ``axis``, as in jaxreg) to dim 1 where torch wants it, and adds
 jaxreg's conventions where raw torch differs:
 
-* every target ignored (or zero total weight) with ``reduction="mean"``: loss 0
-  and gradient 0 (torch: ``0/0 = NaN``);
+* every target ignored with ``reduction="mean"``: loss 0 and gradient 0 (torch:
+  ``0/0 = NaN``); the mean over 0 rows of probability labels likewise;
+* a class id out of range (not ``ignore_index``) raises a ``ValueError`` naming its
+  position (torch raises an error that names neither);
 * ``ignore_index`` with probability labels raises a ``ValueError`` (torch ignores it);
 * shapes must match exactly (``F.mse_loss`` broadcasts with a warning);
 * bf16/fp16 inputs are reduced in float32 and the loss returned in their dtype;
@@ -20,6 +22,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from torch_ref import _numerics
 from torch_ref.norms import _as_float, _normalize_axis, _upcast
 
 __all__ = [
@@ -76,7 +79,9 @@ def _check_weight(
     return weight.to(dtype)
 
 
-def _class_ids(labels: torch.Tensor, x: torch.Tensor, axis: int, name: str) -> torch.Tensor:
+def _class_ids(
+    labels: torch.Tensor, x: torch.Tensor, axis: int, name: str, ignore_index: int
+) -> torch.Tensor:
     """Integer ``labels`` of ``x``'s shape without ``axis``, as torch's int64 targets."""
     if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
         raise TypeError(f"`labels` must be an integer tensor of class ids, got {labels.dtype}.")
@@ -87,29 +92,24 @@ def _class_ids(labels: torch.Tensor, x: torch.Tensor, axis: int, name: str) -> t
             f"{tuple(batch_shape)}, got {tuple(labels.shape)}. For probability labels pass "
             f"a floating tensor of `{name}`'s shape."
         )
+    _numerics.check_class_ids(labels, x.shape[axis], ignore_index)
     return labels.long()
 
 
 def _reduce_class_ids(
     loss: Callable[[str], torch.Tensor],
     labels: torch.Tensor,
-    weight: torch.Tensor | None,
     ignore_index: int,
     reduction: str,
 ) -> torch.Tensor:
-    """``loss(reduction)``, except a mean with no valid weight: 0 with gradient 0.
+    """``loss(reduction)``, except a mean with no valid target: 0 with gradient 0.
 
     torch's mean is ``Σ w[y_i] l_i / Σ_valid w[y_i]``, which is ``0/0 = NaN`` when
-    every target is ignored; jaxreg (and so torch_ref) returns 0 there.
+    every target is ignored; jaxreg (and so torch_ref) returns 0 there. Any other
+    weight sum (negative, or 0 with valid targets) is torch's division.
     """
-    if reduction == "mean":
-        valid = labels != ignore_index
-        if weight is None:
-            total = valid.sum()
-        else:
-            total = (weight[labels.masked_fill(~valid, 0)] * valid).sum()
-        if not bool(total > 0):
-            return loss("sum") * 0.0
+    if reduction == "mean" and not bool((labels != ignore_index).any()):
+        return loss("sum") * 0.0
     return loss(reduction)
 
 
@@ -179,6 +179,8 @@ def softmax_cross_entropy(
                 "give ignored rows an all-zero target instead, or use integer labels."
             )
         _check_same_shape(x, labels, "logits", "labels")
+        if reduction == "mean" and x.numel() == 0:
+            return (x.sum() * 0.0).to(logits.dtype)  # the mean over no row: 0 (torch: NaN)
         out = F.cross_entropy(
             _class_first(x, ax),
             _class_first(labels.to(x.dtype), ax),
@@ -187,7 +189,7 @@ def softmax_cross_entropy(
             reduction=reduction,
         )
         return out.to(logits.dtype)
-    labels = _class_ids(labels, x, ax, "logits")
+    labels = _class_ids(labels, x, ax, "logits", ignore_index)
 
     def loss(reduction: str) -> torch.Tensor:
         return F.cross_entropy(
@@ -199,7 +201,7 @@ def softmax_cross_entropy(
             reduction=reduction,
         )
 
-    return _reduce_class_ids(loss, labels, w, ignore_index, reduction).to(logits.dtype)
+    return _reduce_class_ids(loss, labels, ignore_index, reduction).to(logits.dtype)
 
 
 def nll_loss(
@@ -244,14 +246,16 @@ def nll_loss(
     _check_reduction(reduction)
     lp = _upcast(log_probs)
     w = _check_weight(weight, lp.shape[ax], lp.dtype)
-    labels = _class_ids(torch.as_tensor(labels, device=lp.device), lp, ax, "log_probs")
+    labels = _class_ids(
+        torch.as_tensor(labels, device=lp.device), lp, ax, "log_probs", ignore_index
+    )
 
     def loss(reduction: str) -> torch.Tensor:
         return F.nll_loss(
             _class_first(lp, ax), labels, weight=w, ignore_index=ignore_index, reduction=reduction
         )
 
-    return _reduce_class_ids(loss, labels, w, ignore_index, reduction).to(log_probs.dtype)
+    return _reduce_class_ids(loss, labels, ignore_index, reduction).to(log_probs.dtype)
 
 
 def _broadcast_to_input(
