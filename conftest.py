@@ -56,6 +56,16 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from hypothesis import settings  # noqa: E402
+
+#: Generated inputs are the same on every run ("derandomized") and no failing example
+#: is replayed from a local database: a run is red because of the code, never because
+#: of a draw or of a file left by an earlier run. `pytest --hypothesis-profile=explore`
+#: draws new examples (and remembers failures) when hunting for bugs.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None)
+settings.register_profile("explore", deadline=None, max_examples=200)
+settings.load_profile("ci")
+
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_default_matmul_precision", "highest")
 jax.config.update("jax_numpy_dtype_promotion", "strict")

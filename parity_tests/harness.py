@@ -16,23 +16,36 @@ infinite), and no NaN appears anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 import torch
 
-jax.config.update("jax_enable_x64", True)
-jax.config.update("jax_default_matmul_precision", "highest")
-# On GPU torch must not silently use TF32 in matmuls and convolutions.
-torch.backends.cuda.matmul.allow_tf32 = False
-torch.backends.cudnn.allow_tf32 = False
-
 DTYPES: tuple[str, ...] = ("float32", "float64")
+
+
+@contextlib.contextmanager
+def parity_settings() -> Iterator[None]:
+    """The settings a comparison runs under, for its duration only.
+
+    float64 enabled in JAX, matmuls at full precision in JAX, and no TF32 in torch's
+    matmuls and convolutions on GPU; the caller's settings are restored afterwards
+    (importing this module changes nothing).
+    """
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        with jax.enable_x64(True), jax.default_matmul_precision("highest"):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,9 +165,16 @@ def run_case(case: ParityCase, dtype: str, device: str = "cpu") -> ParityResult:
 
 
 def _cast(x: Any, dtype: str) -> np.ndarray:
+    """Floating inputs in ``dtype``, with the entries that are subnormal there set to 0.
+
+    XLA:CPU flushes subnormal numbers to zero in some operations and not in others
+    (``relu(1e-45)`` is 0 in float32, torch keeps it), so a subnormal input would
+    compare the platforms' flushing, not the functions: both sides get 0 instead.
+    """
     x = np.asarray(x)
     if np.issubdtype(x.dtype, np.floating):
-        return x.astype(dtype)
+        x = x.astype(dtype)
+        return np.where(np.abs(x) < np.finfo(x.dtype).tiny, np.zeros_like(x), x)
     return x
 
 
@@ -245,6 +265,34 @@ def compare(
     Returns:
       A :class:`ParityResult` with the largest value and gradient errors.
     """
+    with parity_settings():
+        return _compare(
+            jax_fn,
+            torch_fn,
+            inputs,
+            dtype=dtype,
+            device=device,
+            grad_argnums=grad_argnums,
+            name=name,
+            reference=reference,
+            tolerance=tolerance,
+            seed=seed,
+        )
+
+
+def _compare(
+    jax_fn: Callable[..., Any],
+    torch_fn: Callable[..., Any],
+    inputs: Sequence[Any],
+    *,
+    dtype: str,
+    device: str,
+    grad_argnums: Sequence[int],
+    name: str,
+    reference: str,
+    tolerance: Tolerance | None,
+    seed: int,
+) -> ParityResult:
     if dtype not in TOLERANCES:
         raise ValueError(f"dtype must be one of {list(TOLERANCES)}, got {dtype!r}")
     tol = tolerance or TOLERANCES[dtype]

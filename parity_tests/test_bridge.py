@@ -236,3 +236,19 @@ def test_structure_mismatch_lists_the_missing_parameters() -> None:
         from_nnx(jnn.SwiGLUFeedForward(DIM, HIDDEN, rngs=nnx.Rngs(0)), tnn.MLP([DIM, DIM]))
     with pytest.raises(ValueError, match=r"Only in torch: \['bias'\]"):
         to_nnx(tnn.Linear(DIM, HIDDEN), jnn.Linear(DIM, HIDDEN, use_bias=False, rngs=nnx.Rngs(0)))
+
+
+def test_weights_are_copied_never_shared_with_torch() -> None:
+    """A torch optimizer step (in-place update) after the copy must not change the nnx
+    model, through `to_nnx` or through a state dict of NumPy views of the tensors."""
+    torch_layer = tnn.Linear(3, 2).double()
+    nnx_layer = jnn.Linear(3, 2, rngs=nnx.Rngs(0), param_dtype=jnp.float64)
+    to_nnx(torch_layer, nnx_layer)
+    views = {k: v.detach().numpy() for k, v in torch_layer.state_dict().items()}
+    state = nnx_params_from_state_dict(views, nnx_layer)
+    before = np.array(nnx_layer.kernel[...])
+    with torch.no_grad():
+        for p in torch_layer.parameters():
+            p.add_(1.0)
+    np.testing.assert_array_equal(nnx_layer.kernel[...], before)
+    np.testing.assert_array_equal(state["kernel"][...], before)

@@ -99,8 +99,22 @@ def _params_from_state_dict(
     named = [(_torch_name(path), path, variable) for path, variable in params]
     _check_shapes(where, [(n, state_dict[n].shape, p, v.shape) for n, p, v in named])
     return nnx.from_flat_state(
-        [(p, v.replace(_permute(state_dict[n], _to_nnx_order(p, v.ndim)))) for n, p, v in named]
+        [
+            (p, v.replace(_owned(_permute(state_dict[n], _to_nnx_order(p, v.ndim)))))
+            for n, p, v in named
+        ]
     )
+
+
+def _owned(x: Any) -> Any:
+    """``x`` as a JAX array that shares no memory with its source: torch tensors and NumPy
+    arrays are copied (a torch optimizer step must never change an nnx model); JAX
+    arrays, traced or not, are immutable and kept."""
+    if isinstance(x, torch.Tensor):
+        x = _numpy(x)
+    if isinstance(x, np.ndarray):
+        return jnp.array(x, copy=True)
+    return x
 
 
 def nnx_params_from_state_dict(state_dict: Mapping[str, Any], nnx_module: nnx.Module) -> nnx.State:
@@ -141,8 +155,9 @@ def state_dict_from_nnx(nnx_module: nnx.Module) -> dict[str, jax.Array]:
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
     # float64 holds every float16/bfloat16/float32 value exactly; NumPy has no bfloat16.
+    # Always a copy: `Tensor.numpy()` shares the tensor's memory.
     t = t.detach().cpu()
-    return t.numpy() if t.dtype == torch.float64 else t.to(torch.float64).numpy()
+    return t.numpy().copy() if t.dtype == torch.float64 else t.to(torch.float64).numpy()
 
 
 def to_nnx(torch_module: torch.nn.Module, nnx_module: nnx.Module) -> nnx.Module:
