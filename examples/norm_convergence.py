@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         **run_fista(data, lasso, theta0, lrs["ISTA"], lasso_star, steps),
     }
     # The optimizer adds the ridge penalty's gradient: minimize the data term with it.
-    _, stopped, _ = jaxreg.minimize(data, theta0, ridge_sgd, max_steps=steps, tol=1e-10)
+    stopped = jaxreg.minimize(data, theta0, ridge_sgd, max_steps=steps, tol=1e-10).num_steps
     rates = {
         "ridge": (eigenvalues[0] + RIDGE_LAMBDA) / lipschitz["ridge"],
         "lasso_objective": float(lasso_best),

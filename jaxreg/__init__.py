@@ -85,6 +85,7 @@ from jaxreg.optim import sgd as sgd
 from jaxreg.convergence import convergence_init as convergence_init
 from jaxreg.convergence import convergence_update as convergence_update
 from jaxreg.convergence import ConvergenceState as ConvergenceState
+from jaxreg.convergence import MinimizeResult as MinimizeResult
 from jaxreg.convergence import has_converged as has_converged
 from jaxreg.convergence import minimize as minimize
 
@@ -104,6 +105,7 @@ from jaxreg.solvers import elastic_net as elastic_net
 from jaxreg.solvers import lasso as lasso
 from jaxreg.solvers import regularization_path as regularization_path
 from jaxreg.solvers import ridge as ridge
+from jaxreg.solvers import SolverInfo as SolverInfo
 
 # fused
 from jaxreg.fused import fused_linear_cross_entropy as fused_linear_cross_entropy

@@ -10,6 +10,10 @@ the parameters themselves:
 measures the three norms after every step, with any ``ord`` of
 :func:`jaxreg.norms.global_norm`; :func:`has_converged` is a traced boolean that can
 drive a ``lax.while_loop``; :func:`minimize` is that loop, jitted as a whole.
+
+A broken run never reads as converged: :func:`has_converged` is False when ``‖Δw‖`` or
+``‖w‖`` is NaN or infinite, and :func:`minimize` stops at the first step with a
+non-finite loss, gradient, step or parameter norm and reports ``converged=False``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = [
     "convergence_update",
     "has_converged",
     "minimize",
+    "MinimizeResult",
 ]
 
 #: The quantities recorded by :func:`minimize`'s history, in this order.
@@ -44,8 +49,8 @@ class ConvergenceState(NamedTuple):
       count: number of updates recorded (int scalar).
       params: the parameters after the last update (to form the next ``Δw``).
       step_norm: ``‖Δw‖`` of the last update; ``inf`` before the first one.
-      relative_step: ``‖Δw‖ / ‖w‖`` (0 when both are 0, ``inf`` when only ``‖w‖`` is);
-        ``inf`` before the first update.
+      relative_step: ``‖Δw‖ / ‖w‖`` (0 when both are 0, ``inf`` when only ``‖w‖`` is,
+        NaN when either is NaN); ``inf`` before the first update.
       grad_norm: ``‖g‖`` of the gradient that made the last update; ``inf`` before it.
       param_norm: ``‖w‖`` after the last update.
     """
@@ -80,11 +85,14 @@ def convergence_init(params: Any, *, ord: Any = 2) -> ConvergenceState:
 
 
 def _safe_ratio(num: jax.Array, den: jax.Array) -> jax.Array:
-    """``num / den`` for non-negative norms: 0 when both are 0, ``inf`` when only ``den`` is."""
-    positive = den > 0
+    """``num / den`` for non-negative norms: 0 when both are 0, ``inf`` when only ``den`` is,
+    NaN when either is NaN (the guards test ``== 0``, so NaN takes the dividing branch)."""
+    zero = den == 0
     # Double where: the division never sees a zero denominator.
-    ratio = num / jnp.where(positive, den, jnp.ones_like(den))
-    return jnp.where(positive, ratio, jnp.where(num > 0, jnp.inf, 0.0).astype(num.dtype))
+    ratio = num / jnp.where(zero, jnp.ones_like(den), den)
+    # x/0 for x > 0 is inf; a NaN numerator stays NaN.
+    over_zero = jnp.where(num == 0, jnp.zeros_like(num), jnp.where(jnp.isnan(num), num, jnp.inf))
+    return jnp.where(zero, over_zero, ratio)
 
 
 def convergence_update(
@@ -126,14 +134,20 @@ def convergence_update(
 
 
 def has_converged(state: ConvergenceState, *, tol: Any = 1e-6) -> jax.Array:
-    r"""Whether the last step was small: ``‖Δw‖ <= tol · max(‖w‖, 1)``.
+    r"""Whether the last step was small: ``‖Δw‖ <= tol · max(‖w‖, 1)``, both norms finite.
+
+    .. math::
+        \|\Delta w\|_p \le \mathrm{tol} \cdot \max(\|w\|_p, 1),
+        \qquad \|\Delta w\|_p, \|w\|_p < \infty
 
     A traced boolean scalar, usable as a ``lax.while_loop`` condition. False before the
-    first update (the step norm is ``inf`` then).
+    first update (the step norm is ``inf`` then) and whenever ``‖Δw‖`` or ``‖w‖`` is NaN
+    or infinite: a broken run is never converged. The test is ``<=``, so ``tol=0`` holds
+    after an exactly zero step.
 
     Args:
       state: a :class:`ConvergenceState`.
-      tol: non-negative tolerance.
+      tol: non-negative tolerance (a Python number or a traced scalar).
 
     Returns:
       A boolean scalar array.
@@ -143,11 +157,39 @@ def has_converged(state: ConvergenceState, *, tol: Any = 1e-6) -> jax.Array:
       >>> state = convergence_update(state, jnp.array([3.0, 4.0 + 1e-7]), jnp.zeros(2))
       >>> print(has_converged(state, tol=1e-6), has_converged(state, tol=1e-9))
       True False
+      >>> print(has_converged(state._replace(step_norm=jnp.array(jnp.nan)), tol=1e30))
+      False
     """
     check_nonnegative(tol, "tol")
     dtype = state.step_norm.dtype
-    scale = jnp.maximum(state.param_norm, jnp.ones((), dtype))
-    return state.step_norm <= jnp.asarray(tol, dtype) * scale
+    step, norm = state.step_norm, state.param_norm
+    scale = jnp.maximum(norm, jnp.ones((), dtype))
+    # NaN compares False, but the finiteness is explicit: an inf tol must not pass an inf
+    # step, and the result must not hinge on how a comparison is written.
+    finite = jnp.isfinite(step) & jnp.isfinite(norm)
+    return finite & (step <= jnp.asarray(tol, dtype) * scale)
+
+
+class MinimizeResult(NamedTuple):
+    """What :func:`minimize` returns.
+
+    Attributes:
+      params: the parameters after the last update (those of the failing step when the
+        run broke).
+      num_steps: the number of updates taken (int scalar).
+      history: a dict of ``[max_steps]`` arrays ``"step_norm"``, ``"relative_step"``,
+        ``"grad_norm"`` and ``"param_norm"``; entry ``i`` is after update ``i + 1``,
+        entries past ``num_steps`` are ``inf`` (no step was taken there).
+      converged: boolean scalar, True only if :func:`has_converged` held at the last
+        step and every step had a finite loss, gradient, step and parameter norm. False
+        with ``num_steps == max_steps``: out of steps; False with fewer steps: the run
+        broke (NaN or inf) at step ``num_steps``.
+    """
+
+    params: Any
+    num_steps: jax.Array
+    history: dict[str, jax.Array]
+    converged: jax.Array
 
 
 def minimize(
@@ -156,13 +198,19 @@ def minimize(
     optimizer: optax.GradientTransformation,
     *,
     max_steps: int,
-    tol: float,
+    tol: Any,
     ord: Any = 2,
-) -> tuple[Any, jax.Array, dict[str, jax.Array]]:
+) -> MinimizeResult:
     r"""Runs ``optimizer`` on ``loss_fn`` until norm convergence, in one jitted ``while_loop``.
 
-    Steps until :func:`has_converged` (``‖Δw‖_ord <= tol · max(‖w‖_ord, 1)``) or
-    ``max_steps`` updates.
+    .. math::
+        \text{stop when}\quad \|w_{t+1} - w_t\|_{\mathrm{ord}}
+        \le \mathrm{tol} \cdot \max(\|w_{t+1}\|_{\mathrm{ord}}, 1)
+
+    Steps until :func:`has_converged`, until ``max_steps`` updates, or until a step is
+    broken: its loss, gradient norm, step norm or parameter norm is NaN or infinite (the
+    run stops there instead of iterating to ``max_steps``). Check ``result.converged``:
+    ``num_steps < max_steps`` alone does not mean convergence.
 
     Args:
       loss_fn: ``params -> scalar loss`` (hashable, e.g. a module-level function or a
@@ -170,21 +218,23 @@ def minimize(
       params: the initial parameters, a pytree of floating arrays.
       optimizer: an :class:`optax.GradientTransformation` (e.g. :func:`jaxreg.optim.sgd`).
       max_steps: the largest number of updates (a positive int).
-      tol: non-negative tolerance of the stopping test.
+      tol: non-negative tolerance of the stopping test (may be traced).
       ord: the norm used for ``‖Δw‖``, ``‖w‖`` and ``‖g‖``.
 
     Returns:
-      ``(params, num_steps, history)``: the final parameters, the number of updates taken,
-      and a dict of ``[max_steps]`` arrays ``"step_norm"``, ``"relative_step"``,
-      ``"grad_norm"`` and ``"param_norm"`` (entry ``i`` is after update ``i + 1``); entries
-      past ``num_steps`` are ``inf`` (no step was taken there).
+      A :class:`MinimizeResult` ``(params, num_steps, history, converged)``.
 
     Example:
       >>> import optax
       >>> loss = lambda w: 0.5 * jnp.sum((w - jnp.array([1.0, -2.0])) ** 2)
-      >>> w, n, history = minimize(loss, jnp.zeros(2), optax.sgd(0.5), max_steps=100, tol=1e-8)
-      >>> print(jnp.round(w, 5), int(n) < 100, jnp.round(history["step_norm"][:3], 4))
-      [ 1. -2.] True [1.118  0.559  0.2795]
+      >>> result = minimize(loss, jnp.zeros(2), optax.sgd(0.5), max_steps=100, tol=1e-8)
+      >>> print(jnp.round(result.params, 5), result.converged, int(result.num_steps) < 100)
+      [ 1. -2.] True True
+      >>> print(jnp.round(result.history["step_norm"][:3], 4))
+      [1.118  0.559  0.2795]
+      >>> diverging = minimize(loss, jnp.zeros(2), optax.sgd(1e300), max_steps=100, tol=1e-8)
+      >>> print(diverging.converged, int(diverging.num_steps))
+      False 2
     """
     if not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"`max_steps` must be a positive int, got {max_steps!r}.")
@@ -195,23 +245,26 @@ def minimize(
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "optimizer", "max_steps", "ord"))
-def _minimize(params, tol, *, loss_fn, optimizer, max_steps, ord):
+def _minimize(params, tol, *, loss_fn, optimizer, max_steps, ord) -> MinimizeResult:
     conv = convergence_init(params, ord=ord)
     history = {k: jnp.full((max_steps,), jnp.inf, conv.step_norm.dtype) for k in HISTORY_KEYS}
+    finite = jnp.ones((), bool)  # every step so far had finite loss and norms
 
     def cond(carry):
-        _, _, conv, _ = carry
-        return (conv.count < max_steps) & ~has_converged(conv, tol=tol)
+        _, _, conv, _, finite = carry
+        return (conv.count < max_steps) & finite & ~has_converged(conv, tol=tol)
 
     def body(carry):
-        params, opt_state, conv, history = carry
-        grads = jax.grad(loss_fn)(params)
+        params, opt_state, conv, history, _ = carry
+        loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         conv = convergence_update(conv, params, grads, ord=ord)
         history = {k: h.at[conv.count - 1].set(getattr(conv, k)) for k, h in history.items()}
-        return params, opt_state, conv, history
+        norms = jnp.stack([conv.step_norm, conv.param_norm, conv.grad_norm])
+        finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(norms))
+        return params, opt_state, conv, history, finite
 
-    carry = (params, optimizer.init(params), conv, history)
-    params, _, conv, history = jax.lax.while_loop(cond, body, carry)
-    return params, conv.count, history
+    carry = (params, optimizer.init(params), conv, history, finite)
+    params, _, conv, history, finite = jax.lax.while_loop(cond, body, carry)
+    return MinimizeResult(params, conv.count, history, finite & has_converged(conv, tol=tol))

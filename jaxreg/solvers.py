@@ -16,6 +16,11 @@ duality gap: the gap of the ``n``-scaled objective must fall to ``tol·‖y‖²
 ``tol`` as ``sklearn.linear_model.Lasso``). Coefficients that the prox sets to zero are
 exactly zero.
 
+An iterative solve can end without converging (``max_iter`` too small, NaN in the data):
+with ``return_info=True`` the solvers also return a :class:`SolverInfo` (scikit-learn's
+``n_iter_`` and ``dual_gap_``, and whether the gap test held). NaN in ``X``, ``y`` or
+``α`` gives NaN coefficients, a NaN gap and ``converged=False``, and stops the solve.
+
 A path solves every ``α`` at once: the coefficients are a matrix ``W`` of shape
 ``[n_features, n_alphas]``, so each iteration's matrix-vector products become one
 matrix product. When ``n_samples >= n_features`` the Gram matrix ``XᵀX`` is formed once
@@ -35,7 +40,7 @@ from jax.typing import ArrayLike
 from jaxreg import _numerics
 from jaxreg.optim import soft_threshold
 
-__all__ = ["ridge", "lasso", "elastic_net", "regularization_path"]
+__all__ = ["ridge", "lasso", "elastic_net", "regularization_path", "SolverInfo"]
 
 #: FISTA iterations between two duality-gap checks.
 CHECK_EVERY = 10
@@ -174,7 +179,8 @@ def _top_eigenvalue(q: _Quadratic, p: int, dtype: Any) -> jax.Array:
     def power(_, v):
         w = _gram_times(q, v[:, None])[:, 0]
         norm = jnp.sqrt(jnp.dot(w, w))
-        return jnp.where(norm > 0, w / jnp.where(norm > 0, norm, 1), v)
+        # Guards on == 0, so a NaN norm (NaN data) takes the dividing branch.
+        return jnp.where(norm == 0, v, w / jnp.where(norm == 0, 1, norm))
 
     v = jax.lax.fori_loop(0, POWER_ITERATIONS, power, v / jnp.sqrt(jnp.dot(v, v)))
     return LIPSCHITZ_MARGIN * jnp.dot(v, _gram_times(q, v[:, None])[:, 0])
@@ -205,26 +211,50 @@ def _duality_gap(
     l2 = jnp.sum(W * W, axis=0)
     xta = xtr - b[None, :] * W
     dual_norm = jnp.max(jnp.abs(xta), axis=0)
-    # Double where: the rescaling divides only where the dual norm exceeds a.
-    over = dual_norm > a
-    scale = jnp.where(over, a / jnp.where(over, dual_norm, jnp.ones_like(a)), jnp.ones_like(a))
+    # Double where: the rescaling divides only where the dual norm exceeds a. Every guard
+    # lets NaN through to the computing branch (NaN data or strengths give a NaN gap).
+    inside = dual_norm <= a
+    scale = jnp.where(inside, jnp.ones_like(a), a / jnp.where(inside, jnp.ones_like(a), dual_norm))
     sq = r2 + b * l2
     gap_a = 0.5 * sq + a * l1 - (-0.5 * scale * scale * sq + scale * ry)
     xtr2 = jnp.sum(xtr * xtr, axis=0)
-    safe_b = jnp.where(b > 0, b, jnp.ones_like(b))
+    safe_b = jnp.where(b == 0, jnp.ones_like(b), b)
     gap_b = r2 + 0.5 * b * l2 - ry + xtr2 / (2 * safe_b)
-    return jnp.where(a > 0, gap_a, jnp.where(b > 0, gap_b, xtr2))
+    return jnp.where(a == 0, jnp.where(b == 0, xtr2, gap_b), gap_a)
 
 
 # --------------------------------------------------------------------------- FISTA
+
+
+class SolverInfo(NamedTuple):
+    """How an iterative solve ended: scikit-learn's ``n_iter_`` and ``dual_gap_``.
+
+    Scalars for :func:`lasso` and :func:`elastic_net`, ``[n_alphas]`` arrays for
+    :func:`regularization_path`.
+
+    Attributes:
+      n_iter: the FISTA iterations run (int32), at most ``max_iter``.
+      dual_gap: the duality gap at the returned coefficients, of the objective as written
+        (with its ``1/(2n)``), i.e. scikit-learn's ``dual_gap_``: the gap of the
+        ``n``-scaled objective divided by ``n``. An upper bound on the excess objective.
+        NaN when ``X``, ``y`` or ``α`` holds a NaN.
+      converged: ``dual_gap <= tol·‖y‖²/n`` (``y`` centered when ``fit_intercept``), the
+        test that stops the solver; False when the gap is NaN or infinite.
+    """
+
+    n_iter: jax.Array
+    dual_gap: jax.Array
+    converged: jax.Array
 
 
 class _FistaState(NamedTuple):
     W: jax.Array  # [p, k] the iterate (the prox output: exact zeros)
     V: jax.Array  # [p, k] the extrapolated point
     t: jax.Array  # [k] momentum parameter
-    done: jax.Array  # [k] gap below tolerance
-    n_iter: jax.Array
+    gap: jax.Array  # [k] duality gap (objective times n) at W, from the last check
+    done: jax.Array  # [k] stopped: gap below tolerance, or not finite
+    n_iter: jax.Array  # iterations of the loop
+    col_iter: jax.Array  # [k] iterations each column has run
 
 
 def _solve(
@@ -236,14 +266,15 @@ def _solve(
     *,
     max_iter: int,
     precompute: bool | str,
-) -> jax.Array:
-    """Minimizes ``1/(2n)‖y - Xw‖² + l1_k‖w‖₁ + ½l2_k‖w‖²`` for every column ``k``: ``[p, k]``."""
+) -> tuple[jax.Array, SolverInfo]:
+    """Minimizes ``1/(2n)‖y - Xw‖² + l1_k‖w‖₁ + ½l2_k‖w‖²`` for every column ``k``:
+    ``[p, k]`` and the :class:`SolverInfo` of each column."""
     q = _quadratic(X, y, precompute)
     dtype = X.dtype
     n = jnp.asarray(X.shape[0], dtype)
     top = _top_eigenvalue(q, X.shape[1], dtype)
     # The data term's gradient is Lipschitz with constant λ_max(XᵀX)/n; step = 1/L.
-    step = n / jnp.where(top > 0, top, jnp.ones((), dtype))
+    step = n / jnp.where(top <= 0, jnp.ones((), dtype), top)
     threshold = step * l1
     gap_tol = tol * q.yty
 
@@ -256,32 +287,46 @@ def _solve(
         t = jnp.where(restart, jnp.ones_like(s.t), (1 + jnp.sqrt(1 + 4 * s.t * s.t)) / 2)
         beta = jnp.where(restart, jnp.zeros_like(t), (s.t - 1) / t)
         V = W + beta[None, :] * (W - s.W)
-        keep = s.done[None, :]
-        return _FistaState(
-            jnp.where(keep, s.W, W),
-            jnp.where(keep, s.V, V),
-            jnp.where(s.done, s.t, t),
-            s.done,
-            s.n_iter + 1,
+        # Stopped columns, and every column past max_iter (the last block may overrun it).
+        frozen = s.done | (s.n_iter >= max_iter)
+        keep = frozen[None, :]
+        return s._replace(
+            W=jnp.where(keep, s.W, W),
+            V=jnp.where(keep, s.V, V),
+            t=jnp.where(frozen, s.t, t),
+            n_iter=s.n_iter + 1,
         )
 
-    def converged(W: jax.Array) -> jax.Array:
+    def gap_of(W: jax.Array) -> jax.Array:
         xtr, r2, ry = _residual_terms(q, W)
-        gap = _duality_gap(W, xtr, r2, ry, n * l1, n * l2)
+        return _duality_gap(W, xtr, r2, ry, n * l1, n * l2)
+
+    def below_tol(gap: jax.Array) -> jax.Array:
         # tol = 0 never stops early: a gap at its rounding floor can read <= 0 well before
         # the iterate itself stops moving.
         return (gap <= gap_tol) & (tol > 0)
 
     def body(s: _FistaState) -> _FistaState:
         s = jax.lax.fori_loop(0, CHECK_EVERY, lambda _, s: fista_step(s), s)
-        return s._replace(done=converged(s.W))
+        # Stopped columns keep the gap (and count) they stopped with. A NaN or infinite
+        # gap (NaN in the data or in α) stops its column: more iterations cannot help.
+        gap = jnp.where(s.done, s.gap, gap_of(s.W))
+        col_iter = jnp.where(s.done, s.col_iter, jnp.minimum(s.n_iter, max_iter))
+        done = s.done | below_tol(gap) | ~jnp.isfinite(gap)
+        return s._replace(gap=gap, done=done, col_iter=col_iter)
 
     def cond(s: _FistaState) -> jax.Array:
         return (s.n_iter < max_iter) & ~jnp.all(s.done)
 
     W0 = jnp.zeros((X.shape[1], l1.shape[0]), dtype)
-    init = _FistaState(W0, W0, jnp.ones_like(l1), converged(W0), jnp.zeros((), jnp.int32))
-    return jax.lax.while_loop(cond, body, init).W
+    gap0 = gap_of(W0)
+    # The first check only stops columns already solved by W = 0 (NaN data runs one block,
+    # so that its coefficients come out NaN, not zero).
+    n_iter, col_iter = jnp.zeros((), jnp.int32), jnp.zeros(l1.shape, jnp.int32)
+    init = _FistaState(W0, W0, jnp.ones_like(l1), gap0, below_tol(gap0), n_iter, col_iter)
+    s = jax.lax.while_loop(cond, body, init)
+    # scikit-learn reports the gap of the objective as written: the n-scaled gap over n.
+    return s.W, SolverInfo(s.col_iter, s.gap / n, s.gap <= gap_tol)
 
 
 def _penalized(
@@ -291,11 +336,13 @@ def _penalized(
     l1_ratio: Any,
     *,
     fit_intercept: bool,
-    tol: float,
+    tol: Any,
     max_iter: int,
     precompute: bool | str,
-) -> tuple[jax.Array, jax.Array]:
-    """Elastic-net solutions: ``([p], scalar)`` for a scalar ``alphas``, else ``([p, k], [k])``."""
+    return_info: bool,
+) -> tuple[jax.Array, ...]:
+    """Elastic-net solutions: ``([p], scalar)`` for a scalar ``alphas``, else ``([p, k], [k])``,
+    then the :class:`SolverInfo` when ``return_info``."""
     X, y, dtype = _check_data(X, y)
     _numerics.check_in_unit_interval(l1_ratio, "l1_ratio")
     _numerics.check_nonnegative(tol, "tol")
@@ -305,8 +352,11 @@ def _penalized(
         raise ValueError(f"`precompute` must be 'auto', True or False, got {precompute!r}.")
     args = [jnp.asarray(a, X.dtype) for a in (alphas, l1_ratio, tol)]
     static = dict(fit_intercept=fit_intercept, max_iter=max_iter, precompute=precompute)
-    W, b = _fit(X, y, *args, **static)
-    return W.astype(dtype), b.astype(dtype)
+    W, b, info = _fit(X, y, *args, **static)
+    W, b = W.astype(dtype), b.astype(dtype)
+    if not return_info:
+        return W, b
+    return W, b, info._replace(dual_gap=info.dual_gap.astype(dtype))
 
 
 _STATIC = ("fit_intercept", "max_iter", "precompute")
@@ -315,13 +365,16 @@ _STATIC = ("fit_intercept", "max_iter", "precompute")
 @functools.partial(jax.jit, static_argnames=_STATIC)
 def _fit(X, y, alphas, l1_ratio, tol, *, fit_intercept, max_iter, precompute):
     """Centering, the solve and the intercepts, compiled once per configuration. A scalar
-    ``alphas`` gives ``([p], scalar)``, a vector ``([p, k], [k])``."""
+    ``alphas`` gives ``([p], scalar, SolverInfo of scalars)``, a vector ``([p, k], [k],
+    SolverInfo of [k])``."""
     Xc, yc, x_mean, y_mean = _center(X, y, fit_intercept)
     a = jnp.reshape(alphas, (-1,))
     l1, l2 = a * l1_ratio, a * (1 - l1_ratio)
-    W = _solve(Xc, yc, l1, l2, tol, max_iter=max_iter, precompute=precompute)
+    W, info = _solve(Xc, yc, l1, l2, tol, max_iter=max_iter, precompute=precompute)
     b = _intercept(W, x_mean, y_mean)
-    return (W[:, 0], b[0]) if alphas.ndim == 0 else (W, b)
+    if alphas.ndim == 0:
+        return W[:, 0], b[0], jax.tree.map(lambda v: v[0], info)
+    return W, b, info
 
 
 def elastic_net(
@@ -329,12 +382,13 @@ def elastic_net(
     y: ArrayLike,
     alpha: ArrayLike,
     *,
-    l1_ratio: float = 0.5,
+    l1_ratio: ArrayLike = 0.5,
     fit_intercept: bool = True,
-    tol: float = 1e-8,
+    tol: ArrayLike = 1e-8,
     max_iter: int = 10_000,
     precompute: bool | str = "auto",
-) -> tuple[jax.Array, jax.Array]:
+    return_info: bool = False,
+) -> tuple[jax.Array, ...]:
     r"""Elastic net (``sklearn.linear_model.ElasticNet``), by FISTA to a duality gap.
 
     .. math::
@@ -344,6 +398,15 @@ def elastic_net(
     Stops when scikit-learn's duality gap (of the objective times ``n``) is at most
     ``tol·‖y‖²`` (``y`` centered when ``fit_intercept``), or after ``max_iter`` iterations.
     In float32 the gap cannot fall much below ``1e-6·‖y‖²``.
+
+    The coefficients alone do not say whether the solve converged: pass
+    ``return_info=True`` and check ``info.converged`` (``info.dual_gap <= tol·‖y‖²/n``, the
+    stopping test; False after ``max_iter`` iterations short of it, or on NaN input). NaN in
+    ``X``, ``y`` or ``alpha`` gives NaN coefficients and ``converged=False``.
+
+    ``alpha``, ``l1_ratio`` and ``tol`` may be traced (``jax.jit``, ``jax.vmap``): a new
+    value does not recompile. ``max_iter``, ``fit_intercept``, ``precompute`` and
+    ``return_info`` are static.
 
     Args:
       X: design matrix ``[n_samples, n_features]``.
@@ -355,9 +418,12 @@ def elastic_net(
         ``max_iter`` iterations (a gap at its rounding floor can read 0 early).
       max_iter: largest number of FISTA iterations.
       precompute: use the Gram matrix ``XᵀX``: ``"auto"`` (when ``n >= p``), True, False.
+      return_info: also return a :class:`SolverInfo` (a Python bool).
 
     Returns:
-      ``(coef, intercept)``: ``[n_features]`` (with exact zeros) and a scalar.
+      ``(coef, intercept)``: ``[n_features]`` (with exact zeros) and a scalar;
+      ``(coef, intercept, info)`` with ``return_info=True``, ``info`` a :class:`SolverInfo`
+      of scalars.
 
     Example:
       >>> X = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 1.0], [0.5, -1.0]])
@@ -365,6 +431,9 @@ def elastic_net(
       >>> coef, b = elastic_net(X, y, 0.2, l1_ratio=0.5)
       >>> print(jnp.round(coef, 3), jnp.round(b, 3))
       [ 1.389 -0.668] 0.461
+      >>> _, _, info = elastic_net(X, y, 0.2, l1_ratio=0.5, max_iter=3, return_info=True)
+      >>> print(int(info.n_iter), info.converged)
+      3 False
     """
     _check_alphas(alpha, "alpha")
     if jnp.ndim(alpha) != 0:
@@ -381,6 +450,7 @@ def elastic_net(
         tol=tol,
         max_iter=max_iter,
         precompute=precompute,
+        return_info=return_info,
     )
 
 
@@ -390,10 +460,11 @@ def lasso(
     alpha: ArrayLike,
     *,
     fit_intercept: bool = True,
-    tol: float = 1e-8,
+    tol: ArrayLike = 1e-8,
     max_iter: int = 10_000,
     precompute: bool | str = "auto",
-) -> tuple[jax.Array, jax.Array]:
+    return_info: bool = False,
+) -> tuple[jax.Array, ...]:
     r"""Lasso (``sklearn.linear_model.Lasso``): :func:`elastic_net` with ``l1_ratio=1``.
 
     .. math::
@@ -403,17 +474,19 @@ def lasso(
       X: design matrix ``[n_samples, n_features]``.
       y: targets ``[n_samples]``.
       alpha: ``α >= 0`` (a scalar).
-      fit_intercept, tol, max_iter, precompute: as :func:`elastic_net`.
+      fit_intercept, tol, max_iter, precompute, return_info: as :func:`elastic_net`.
 
     Returns:
-      ``(coef, intercept)``: ``[n_features]`` (exact zeros off the support) and a scalar.
+      ``(coef, intercept)``: ``[n_features]`` (exact zeros off the support) and a scalar;
+      ``(coef, intercept, info)`` with ``return_info=True``: check ``info.converged``
+      (a :class:`SolverInfo`; see :func:`elastic_net`).
 
     Example:
       >>> X = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 1.0], [0.5, -1.0]])
       >>> y = X @ jnp.array([2.0, -1.0]) + jnp.array([0.13, -0.07, 0.02, 0.04, 0.1])
-      >>> coef, b = lasso(X, y, 0.2)
-      >>> print(jnp.round(coef, 3), jnp.round(b, 3))
-      [ 1.466 -0.633] 0.378
+      >>> coef, b, info = lasso(X, y, 0.2, return_info=True)
+      >>> print(jnp.round(coef, 3), jnp.round(b, 3), info.converged)
+      [ 1.466 -0.633] 0.378 True
     """
     return elastic_net(
         X,
@@ -424,6 +497,7 @@ def lasso(
         tol=tol,
         max_iter=max_iter,
         precompute=precompute,
+        return_info=return_info,
     )
 
 
@@ -432,27 +506,32 @@ def regularization_path(
     y: ArrayLike,
     alphas: ArrayLike,
     *,
-    l1_ratio: float = 1.0,
+    l1_ratio: ArrayLike = 1.0,
     fit_intercept: bool = True,
-    tol: float = 1e-8,
+    tol: ArrayLike = 1e-8,
     max_iter: int = 10_000,
     precompute: bool | str = "auto",
-) -> tuple[jax.Array, jax.Array]:
+    return_info: bool = False,
+) -> tuple[jax.Array, ...]:
     r"""Elastic-net solutions for many ``α`` at once (``lasso_path`` / ``enet_path``).
 
     All ``α`` are solved together: the iterate is a matrix ``[n_features, n_alphas]``,
     so every iteration is one matrix product (with the Gram matrix when ``n >= p``); each
-    column stops moving once its own duality gap is below ``tol·‖y‖²``.
+    column stops moving once its own duality gap is below ``tol·‖y‖²``. With
+    ``return_info=True``, check ``info.converged`` (one flag per ``α``; see
+    :func:`elastic_net`).
 
     Args:
       X: design matrix ``[n_samples, n_features]``.
       y: targets ``[n_samples]``.
       alphas: ``[n_alphas]`` non-negative strengths, in any order.
       l1_ratio: ``ρ`` in [0, 1] (1: the lasso path).
-      fit_intercept, tol, max_iter, precompute: as :func:`elastic_net`.
+      fit_intercept, tol, max_iter, precompute, return_info: as :func:`elastic_net`.
 
     Returns:
-      ``(coefs, intercepts)``: ``[n_alphas, n_features]`` and ``[n_alphas]``.
+      ``(coefs, intercepts)``: ``[n_alphas, n_features]`` and ``[n_alphas]``;
+      ``(coefs, intercepts, info)`` with ``return_info=True``, ``info`` a
+      :class:`SolverInfo` of ``[n_alphas]`` arrays.
 
     Example:
       >>> X = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 1.0], [0.5, -1.0]])
@@ -467,7 +546,7 @@ def regularization_path(
     if alphas.ndim != 1:
         raise ValueError(f"`alphas` must be a vector [n_alphas], got shape {alphas.shape}.")
     _check_alphas(alphas, "alphas")
-    W, b = _penalized(
+    W, b, *info = _penalized(
         X,
         y,
         alphas,
@@ -476,5 +555,6 @@ def regularization_path(
         tol=tol,
         max_iter=max_iter,
         precompute=precompute,
+        return_info=return_info,
     )
-    return W.T, b
+    return (W.T, b, *info)

@@ -1,4 +1,5 @@
-"""Parity of jaxreg.convergence with torch_ref.convergence: norms of a step, and whole runs."""
+"""Parity of jaxreg.convergence with torch_ref.convergence: norms of a step, whole runs, and
+broken (NaN or inf) runs that stop at the same step, not converged, on both sides."""
 
 from __future__ import annotations
 
@@ -113,10 +114,8 @@ def _torch_runs(w0, X, y):
     for r in RUNS:
         w = w0.detach().clone().requires_grad_(True)
         opt = topt.sgd([w], r["lr"], momentum=r["momentum"])
-        w, n, history = tconv.minimize(
-            loss, w, opt, max_steps=MAX_STEPS, tol=r["tol"], ord=r["ord"]
-        )
-        out.append((w.detach(), n, history))
+        result = tconv.minimize(loss, w, opt, max_steps=MAX_STEPS, tol=r["tol"], ord=r["ord"])
+        out.append(result._replace(params=result.params.detach()))
     return out
 
 
@@ -162,10 +161,57 @@ def test_history_is_inf_after_the_last_step_on_both_sides():
     inputs = MINIMIZE.inputs(np.random.default_rng(3))
     assert_parity(compare(MINIMIZE.jax_fn, MINIMIZE.torch_fn, inputs, grad_argnums=()))
     # Parity includes the positions of the infinities, so one side suffices from here.
-    (_, n, history), (_, n_slow, history_slow) = MINIMIZE.torch_fn(
+    (_, n, history, converged), (_, n_slow, history_slow, converged_slow) = MINIMIZE.torch_fn(
         *(torch.from_numpy(a) for a in inputs)
     )
     assert 0 < int(n) < MAX_STEPS and int(n_slow) == MAX_STEPS
+    assert bool(converged) and not bool(converged_slow)
     assert torch.all(torch.isinf(history["step_norm"][int(n) :]))
     assert torch.all(torch.isfinite(history["step_norm"][: int(n)]))
     assert all(torch.all(torch.isfinite(h)) for h in history_slow.values())
+
+
+def _jax_to_ones(w):
+    return 0.5 * jnp.sum((w - 1.0) ** 2)
+
+
+def _torch_to_ones(w):
+    return 0.5 * torch.sum((w - 1.0) ** 2)
+
+
+def _jax_nan_loss(w):
+    return _jax_to_ones(w) + jnp.log(-jnp.ones((), w.dtype))
+
+
+def _torch_nan_loss(w):
+    return _torch_to_ones(w) + torch.log(-torch.ones((), dtype=w.dtype))
+
+
+# (jax loss, torch loss, lr, tol, the step that breaks): lr 1e300 overflows at step 2; a
+# NaN loss value (finite gradient, steps that pass tol=1e30) breaks step 1.
+BROKEN = {
+    "diverging": (_jax_to_ones, _torch_to_ones, 1e300, 1e-6, 2),
+    "nan_loss": (_jax_nan_loss, _torch_nan_loss, 0.5, 1e30, 1),
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN))
+@single_threaded
+def test_a_broken_run_stops_at_the_same_step_not_converged_on_both_sides(name):
+    jax_loss, torch_loss, lr, tol, broken_at = BROKEN[name]
+    got = conv.minimize(jax_loss, jnp.zeros(3), optim.sgd(lr), max_steps=50, tol=tol)
+    w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    want = tconv.minimize(torch_loss, w, topt.sgd([w], lr), max_steps=50, tol=tol)
+    assert type(got).__name__ == type(want).__name__ == "MinimizeResult"
+    assert int(got.num_steps) == int(want.num_steps) == broken_at
+    assert not bool(got.converged) and not bool(want.converged)
+    for k in FIELDS:  # NaN and inf at the same places (the harness refuses any NaN)
+        np.testing.assert_allclose(got.history[k], want.history[k].numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("step, norm", [(np.nan, 1.0), (1.0, np.nan), (np.inf, 2.0), (0.5, np.inf)])
+def test_has_converged_is_false_on_non_finite_norms_on_both_sides(step, norm):
+    for module, as_array in ((conv, jnp.asarray), (tconv, torch.tensor)):
+        state = module.convergence_init(as_array(np.zeros(2)))
+        state = state._replace(step_norm=as_array(step), param_norm=as_array(norm))
+        assert not bool(module.has_converged(state, tol=np.inf)), module.__name__

@@ -34,6 +34,8 @@ TORCH_SIGNATURE_DIFFERS = {
     "kaiming_normal",
     # jax state and loops are functional; torch's mutate.
     "ConvergenceState",
+    "MinimizeResult",
+    "SolverInfo",
     "convergence_init",
     "convergence_update",
     "has_converged",
@@ -44,7 +46,7 @@ TORCH_SIGNATURE_DIFFERS = {
 }
 # Classes and state containers have no parity row of their own; they are covered
 # through the functions that use them.
-NO_OWN_ROW = {"ConvergenceState"}
+NO_OWN_ROW = {"ConvergenceState", "MinimizeResult", "SolverInfo"}
 # Random initializers are compared by their statistics (parity_tests/test_init.py:
 # Kolmogorov-Smirnov tests of both samplers against the exact distribution and
 # against each other), never element by element, so they have no value/grad row.

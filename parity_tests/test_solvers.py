@@ -57,9 +57,20 @@ def _path(module, X, y, alphas, l1_ratio):
     return module.regularization_path(X, y, alphas, l1_ratio=l1_ratio, **FIXED)
 
 
+#: Stopped short of the optimum (tol=0) on a slow problem (n < p), after a number of
+#: iterations that is not a multiple of the gap-check interval: the same n_iter, gaps well
+#: above rounding (a gap at its rounding floor could read <= 0 on one side only) and
+#: converged=False on both sides.
+SHORT = dict(tol=0.0, max_iter=25, return_info=True)
+
+
+def _path_info(module, X, y, alphas, l1_ratio):
+    return module.regularization_path(X, y, alphas, l1_ratio=l1_ratio, **SHORT)
+
+
 SHARED = {
     fn: (functools.partial(fn, sol), single_threaded(functools.partial(fn, tsol)))
-    for fn in (_enet, _path)
+    for fn in (_enet, _path, _path_info)
 }
 
 
@@ -87,6 +98,12 @@ CASES = [
     PATH,
     _solver_case(
         "solvers.regularization_path[enet]", _path, _with(_data(40, 6), ALPHAS, np.array(0.7))
+    ),
+    # The solver info: iterations, scikit-learn's duality gap, the convergence flag.
+    _solver_case(
+        "solvers.regularization_path[return_info,max_iter=25]",
+        _path_info,
+        _with(_data(12, 20), np.array([0.5, 0.2, 0.1, 0.01, 0.001]), np.array(0.7)),
     ),
     # n < p: the solver works with X itself instead of the Gram matrix (strengths large
     # enough for the solution to be unique and reached well within max_iter).
@@ -137,3 +154,44 @@ def test_torch_bad_input_raises(fn):
         getattr(tsol, fn)(X, y, -1.0)
     with pytest.raises(TypeError, match="X"):
         getattr(tsol, fn)(X.long(), y, 0.1)
+
+
+@pytest.mark.parametrize("fn", ["lasso", "elastic_net", "regularization_path"])
+def test_solver_info_has_the_same_structure_and_values_on_both_sides(fn):
+    import torch
+
+    X, y = _data(40, 6)(np.random.default_rng(1))
+    alpha = np.array([0.1, 0.01]) if fn == "regularization_path" else 0.1
+    got = getattr(sol, fn)(X, y, alpha, return_info=True)
+    t = (torch.from_numpy(a) for a in (X, y))
+    want = getattr(tsol, fn)(*t, torch.as_tensor(alpha), return_info=True)
+    assert len(got) == len(want) == 3
+    assert type(got[2]).__name__ == type(want[2]).__name__ == "SolverInfo"
+    assert got[2]._fields == want[2]._fields == ("n_iter", "dual_gap", "converged")
+    assert np.all(got[2].converged) and np.all(want[2].converged.numpy())
+    np.testing.assert_array_equal(got[2].n_iter, want[2].n_iter.numpy())
+    assert got[2].n_iter.shape == tuple(want[2].n_iter.shape) == np.shape(alpha)
+
+
+@pytest.mark.parametrize("where", ["X", "y", "alpha"])
+def test_nan_gives_nan_coefficients_and_not_converged_on_both_sides(where):
+    import torch
+
+    X, y = _data(40, 6)(np.random.default_rng(2))
+    alphas = np.array([0.1, 0.01])
+    if where == "X":
+        X[5, 1] = np.nan
+    elif where == "y":
+        y[5] = np.nan
+    else:
+        alphas[1] = np.nan
+    broken = slice(None) if where != "alpha" else slice(1, 2)
+    for module, to in ((sol, np.asarray), (tsol, torch.from_numpy)):
+        coefs, intercepts, info = module.regularization_path(
+            to(X), to(y), to(alphas), return_info=True
+        )
+        assert np.all(np.isnan(np.asarray(coefs[broken]))), module.__name__
+        assert np.all(np.isnan(np.asarray(intercepts[broken])))
+        assert np.all(np.isnan(np.asarray(info.dual_gap[broken])))
+        assert not np.any(np.asarray(info.converged[broken]))
+        assert np.all(np.asarray(info.n_iter[broken]) < 10_000)  # stopped early

@@ -1,8 +1,10 @@
-"""jaxreg.convergence: the stopping rule, the exact optimum it reaches, NaN-free edges."""
+"""jaxreg.convergence: the stopping rule, the exact optimum it reaches, NaN-free edges, and
+broken (NaN or inf) runs that never read as converged."""
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +13,7 @@ import pytest
 
 from jaxreg import optim
 from jaxreg.convergence import (
+    MinimizeResult,
     convergence_init,
     convergence_update,
     has_converged,
@@ -36,17 +39,22 @@ MAX_STEPS = 3000
 
 
 def test_minimize_reaches_the_exact_ridge_optimum():
-    w, steps, _ = minimize(LOSS, jnp.zeros(5), OPT, max_steps=MAX_STEPS, tol=1e-13)
+    result = minimize(LOSS, jnp.zeros(5), OPT, max_steps=MAX_STEPS, tol=1e-13)
+    w, steps, _, converged = result
     want, _ = ridge(X, Y, 2.0, fit_intercept=False)
-    assert 0 < int(steps) < MAX_STEPS
+    assert isinstance(result, MinimizeResult) and result.params is w
+    assert 0 < int(steps) < MAX_STEPS and converged.dtype == bool and bool(converged)
     np.testing.assert_allclose(w, want, rtol=1e-8)
 
 
 @pytest.mark.parametrize("ord", [1, 2, np.inf])
 def test_minimize_stops_at_the_first_step_below_tol_in_the_chosen_norm(ord):
     tol = 1e-6
-    _, steps, history = minimize(LOSS, jnp.zeros(5), OPT, max_steps=MAX_STEPS, tol=tol, ord=ord)
+    _, steps, history, converged = minimize(
+        LOSS, jnp.zeros(5), OPT, max_steps=MAX_STEPS, tol=tol, ord=ord
+    )
     n = int(steps)
+    assert bool(converged)
     step, scale = np.asarray(history["step_norm"]), np.maximum(history["param_norm"], 1.0)
     assert step[n - 1] <= tol * scale[n - 1]
     assert np.all(step[: n - 1] > tol * scale[: n - 1])
@@ -87,8 +95,146 @@ def test_initial_state_is_not_converged_and_zero_steps_are_nan_free():
 
 def test_minimize_runs_under_jit_with_a_traced_tolerance():
     run = jax.jit(lambda tol: minimize(LOSS, jnp.zeros(5), OPT, max_steps=MAX_STEPS, tol=tol))
-    loose, tight = int(run(1e-2)[1]), int(run(1e-6)[1])
-    assert 0 < loose < tight < MAX_STEPS
+    loose, tight = run(1e-2), run(1e-6)
+    assert 0 < int(loose.num_steps) < int(tight.num_steps) < MAX_STEPS
+    assert bool(loose.converged) and bool(tight.converged)
+
+
+def _count_compiles():
+    """A list that grows by one per XLA compilation while ``recording[0]`` is True."""
+    compiles: list[float] = []
+    recording = [True]
+
+    def listener(event: str, duration: float, **_: Any) -> None:
+        if recording[0] and event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    return compiles, recording, listener
+
+
+def test_minimize_with_a_new_tolerance_reuses_the_compiled_loop():
+    w0 = jnp.zeros(5)
+    # Tolerances no other test uses: a static tol would have to compile the second call.
+    first = minimize(LOSS, w0, OPT, max_steps=MAX_STEPS, tol=3e-3)
+    compiles, recording, listener = _count_compiles()
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        second = minimize(LOSS, w0, OPT, max_steps=MAX_STEPS, tol=3e-7)
+    finally:
+        recording[0] = False
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert not compiles, f"a new tol compiled {len(compiles)} programs"
+    assert int(first.num_steps) < int(second.num_steps)  # the new tol was used
+
+
+def test_minimize_out_of_steps_is_not_converged():
+    w, steps, history, converged = minimize(LOSS, jnp.zeros(5), OPT, max_steps=5, tol=1e-13)
+    assert int(steps) == 5 and not bool(converged)
+    assert np.all(np.isfinite(history["step_norm"]))
+
+
+def _to_ones(w):
+    """½‖w - 1‖²."""
+    return 0.5 * jnp.sum((w - 1.0) ** 2)
+
+
+def _nan_loss(w):
+    """The gradient of ``_to_ones`` (finite) with a NaN value: the loss itself is broken."""
+    return _to_ones(w) + jnp.log(-jnp.ones((), w.dtype))
+
+
+_BROKEN_RUNS = {
+    # lr 1e300: step 1 lands near 1e300, step 2 overflows to inf (then NaN would follow).
+    "diverging": (_to_ones, optim.sgd(1e300), jnp.zeros(5), 1e-6, 2),
+    # NaN parameters from the start: NaN loss and gradient at step 1, whatever the tol.
+    "nan_start": (LOSS, OPT, jnp.array([0.0, np.nan, 0.0, 0.0, 0.0]), 1e30, 1),
+    # Only the loss value is NaN: the finite step 1 passes the norm test at this tol, but
+    # the run is still broken.
+    "nan_loss": (_nan_loss, optim.sgd(0.5), jnp.zeros(5), 1e30, 1),
+}
+
+
+@pytest.mark.parametrize("name", list(_BROKEN_RUNS))
+def test_minimize_stops_at_the_first_broken_step_and_is_not_converged(name):
+    loss, opt, w0, tol, broken_at = _BROKEN_RUNS[name]
+    _, steps, history, converged = minimize(loss, w0, opt, max_steps=MAX_STEPS, tol=tol)
+    assert int(steps) == broken_at, "did not stop at the first non-finite step"
+    assert not bool(converged)
+    step = np.asarray(history["step_norm"])
+    assert np.all(np.isfinite(step[: broken_at - 1])) and np.all(np.isinf(step[broken_at:]))
+
+
+def test_has_converged_at_exact_equality_and_at_tol_zero():
+    """``<=``: a step of exactly ``tol·max(‖w‖, 1)`` has converged, and ``tol=0`` after an
+    exactly zero step (both False with ``<``)."""
+
+    @jax.jit
+    def converged(w0, w1, tol):
+        return [
+            has_converged(convergence_update(convergence_init(w0, ord=o), w1, w1, ord=o), tol=tol)
+            for o in (2, 1, np.inf)
+        ]
+
+    # ‖Δw‖ = 2, ‖w‖ = 4 in every ord: 2 <= 0.5·4 exactly, but not 2 <= 0.25·4.
+    w0, w1 = jnp.array([2.0, 0.0]), jnp.array([4.0, 0.0])
+    assert all(map(bool, converged(w0, w1, 0.5)))
+    assert not any(map(bool, converged(w0, w1, 0.25)))
+    # ‖w‖ < 1, so the scale is 1: ‖Δw‖ = 0.25 <= 0.25·1.
+    assert all(map(bool, converged(w0 / 8, w1 / 8, 0.25)))
+    # An exactly zero step meets tol = 0 (also at w = 0).
+    assert all(map(bool, converged(w1, w1, 0.0)))
+    assert all(map(bool, converged(jnp.zeros(2), jnp.zeros(2), 0.0)))
+
+
+def test_has_converged_traces_tol_and_compiles_once():
+    traces = []
+
+    @jax.jit
+    def check(w0, w1, tol):
+        traces.append(tol)
+        state = convergence_update(convergence_init(w0), w1, w1)
+        return has_converged(state, tol=tol)
+
+    w0, w1 = jnp.array([2.0, 0.0]), jnp.array([4.0, 0.0])  # ‖Δw‖ / ‖w‖ = 1/2
+    assert bool(check(w0, w1, 0.5)) and not bool(check(w0, w1, 0.4))
+    assert len(traces) == 1 and isinstance(traces[0], jax.core.Tracer)
+
+
+@pytest.mark.parametrize(
+    "step, norm",
+    [
+        (np.nan, 1.0),
+        (0.0, np.nan),
+        (np.inf, 1.0),
+        (0.5, np.inf),  # an infinite ‖w‖ makes every finite step look relatively small
+        (np.inf, np.inf),
+        (np.nan, np.nan),
+    ],
+)
+@pytest.mark.parametrize("tol", [0.0, 1e-6, 1e30, np.inf])
+def test_has_converged_is_false_when_a_norm_is_not_finite(step, norm, tol):
+    state = convergence_update(convergence_init(jnp.zeros(2)), jnp.ones(2), jnp.ones(2))
+    state = state._replace(step_norm=jnp.asarray(step), param_norm=jnp.asarray(norm))
+    assert not bool(jax.jit(functools.partial(has_converged, tol=tol))(state))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_update_is_never_converged_and_its_norms_are_not_hidden(bad):
+    """NaN in, NaN out: the step, relative step and parameter norm of a NaN update are NaN
+    (never 0 or inf), and the state is not converged whatever the tolerance."""
+
+    @jax.jit
+    def update(w0, w1, tol):
+        state = convergence_update(convergence_init(w0), w1, w1)
+        return state, has_converged(state, tol=tol)
+
+    state, converged = update(jnp.array([3.0, 4.0]), jnp.array([3.0, bad]), jnp.inf)
+    assert not bool(converged)
+    norms = [state.step_norm, state.relative_step, state.param_norm]
+    if np.isnan(bad):
+        assert all(np.isnan(v) for v in norms), norms
+    else:  # ‖Δw‖ = ‖w‖ = inf: inf/inf is NaN, not 0
+        assert np.isinf(norms[0]) and np.isnan(norms[1]) and np.isinf(norms[2])
 
 
 @pytest.mark.parametrize(

@@ -318,6 +318,7 @@ NOT_NUMERICAL = {
     "has_converged": "tests/test_convergence.py: False on non-finite steps",
     "minimize": "tests/test_convergence.py: a NaN run stops, not converged",
     "MinimizeResult": "a container",
+    "SolverInfo": "a container",
     "entropy_report": "a dict of the diagnostics above",
     "vocab_parallel_cross_entropy": "tests/test_fused.py (same loss arithmetic as fused)",
     "vocab_parallel_fused_linear_cross_entropy": "tests/test_fused.py",

@@ -82,6 +82,7 @@ from torch_ref.optim import sgd as sgd
 from torch_ref.convergence import convergence_init as convergence_init
 from torch_ref.convergence import convergence_update as convergence_update
 from torch_ref.convergence import ConvergenceState as ConvergenceState
+from torch_ref.convergence import MinimizeResult as MinimizeResult
 from torch_ref.convergence import has_converged as has_converged
 from torch_ref.convergence import minimize as minimize
 
@@ -101,6 +102,7 @@ from torch_ref.solvers import elastic_net as elastic_net
 from torch_ref.solvers import lasso as lasso
 from torch_ref.solvers import regularization_path as regularization_path
 from torch_ref.solvers import ridge as ridge
+from torch_ref.solvers import SolverInfo as SolverInfo
 
 # fused
 from torch_ref.fused import fused_linear_cross_entropy as fused_linear_cross_entropy

@@ -5,7 +5,10 @@ The same state, tests and history as jaxreg, on tensors (norms from
 leaves). :func:`minimize` is the usual ``zero_grad / backward / step`` loop, stopping when
 
 .. math::
-    \|w_{t+1} - w_t\|_p \le \mathrm{tol} \cdot \max(\|w_{t+1}\|_p, 1).
+    \|w_{t+1} - w_t\|_p \le \mathrm{tol} \cdot \max(\|w_{t+1}\|_p, 1),
+
+and stopping (not converged) at the first step with a NaN or infinite loss, gradient, step
+or parameter norm, as jaxreg.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ __all__ = [
     "convergence_update",
     "has_converged",
     "minimize",
+    "MinimizeResult",
 ]
 
 HISTORY_KEYS = ("step_norm", "relative_step", "grad_norm", "param_norm")
@@ -62,11 +66,12 @@ def convergence_init(params: Any, *, ord: Any = 2) -> ConvergenceState:
 
 
 def _safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    """``num / den``: 0 when both are 0, ``inf`` when only ``den`` is."""
-    positive = den > 0
-    ratio = num / torch.where(positive, den, torch.ones_like(den))
-    fallback = torch.where(num > 0, torch.full_like(num, torch.inf), torch.zeros_like(num))
-    return torch.where(positive, ratio, fallback)
+    """``num / den``: 0 when both are 0, ``inf`` when only ``den`` is, NaN when either is."""
+    zero = den == 0
+    ratio = num / torch.where(zero, torch.ones_like(den), den)
+    inf = torch.full_like(num, torch.inf)
+    over_zero = torch.where(num == 0, torch.zeros_like(num), torch.where(num.isnan(), num, inf))
+    return torch.where(zero, over_zero, ratio)
 
 
 def convergence_update(
@@ -92,12 +97,24 @@ def convergence_update(
     )
 
 
-def has_converged(state: ConvergenceState, *, tol: float = 1e-6) -> torch.Tensor:
-    """``‖Δw‖ <= tol · max(‖w‖, 1)``; mirrors :func:`jaxreg.convergence.has_converged`."""
-    if tol < 0:
+def has_converged(state: ConvergenceState, *, tol: Any = 1e-6) -> torch.Tensor:
+    """``‖Δw‖ <= tol · max(‖w‖, 1)`` with both norms finite; mirrors
+    :func:`jaxreg.convergence.has_converged` (False on a NaN or infinite step)."""
+    if float(tol) < 0:
         raise ValueError(f"`tol` must be non-negative, got {tol}.")
-    scale = torch.clamp(state.param_norm, min=1.0)
-    return state.step_norm <= tol * scale
+    step, norm = state.step_norm, state.param_norm
+    scale = torch.clamp(norm, min=1.0)
+    finite = torch.isfinite(step) & torch.isfinite(norm)
+    return finite & (step <= tol * scale)
+
+
+class MinimizeResult(NamedTuple):
+    """What :func:`minimize` returns; mirrors :class:`jaxreg.convergence.MinimizeResult`."""
+
+    params: Any
+    num_steps: torch.Tensor
+    history: dict[str, torch.Tensor]
+    converged: torch.Tensor
 
 
 def minimize(
@@ -108,26 +125,29 @@ def minimize(
     max_steps: int,
     tol: float,
     ord: Any = 2,
-) -> tuple[Any, torch.Tensor, dict[str, torch.Tensor]]:
+) -> MinimizeResult:
     """Steps ``optimizer`` on ``loss_fn`` until norm convergence; mirrors
     :func:`jaxreg.convergence.minimize`.
 
     torch optimizers are bound to their parameters, so ``optimizer`` is either one built on
     ``params`` or a callable ``params -> optimizer`` (e.g. ``lambda p: torch_ref.optim.sgd(p,
     0.1)``). ``params`` (a pytree of leaf tensors with ``requires_grad``) are updated in place.
+    Stops early, not converged, at the first step whose loss, gradient norm, step norm or
+    parameter norm is NaN or infinite.
 
     Returns:
-      ``(params, num_steps, history)`` as jaxreg: ``history`` holds ``[max_steps]`` tensors
-      (``"step_norm"``, ``"relative_step"``, ``"grad_norm"``, ``"param_norm"``), ``inf``
-      past ``num_steps``.
+      A :class:`MinimizeResult` ``(params, num_steps, history, converged)`` as jaxreg:
+      ``history`` holds ``[max_steps]`` tensors (``"step_norm"``, ``"relative_step"``,
+      ``"grad_norm"``, ``"param_norm"``), ``inf`` past ``num_steps``; ``converged`` is a
+      boolean tensor, True only if the norm test held at a finite last step.
 
     Example:
       >>> import torch
       >>> w = torch.zeros(2, requires_grad=True)
       >>> loss = lambda w: 0.5 * torch.sum((w - torch.tensor([1.0, -2.0])) ** 2)
       >>> opt = lambda p: torch.optim.SGD([p], lr=0.5)
-      >>> w, n, history = minimize(loss, w, opt, max_steps=100, tol=1e-8)
-      >>> print(w.detach().numpy().round(5), int(n) < 100)
+      >>> result = minimize(loss, w, opt, max_steps=100, tol=1e-8)
+      >>> print(result.params.detach().numpy().round(5), result.converged.item())
       [ 1. -2.] True
     """
     if not isinstance(max_steps, int) or max_steps < 1:
@@ -140,13 +160,17 @@ def minimize(
         k: torch.full((max_steps,), torch.inf, dtype=state.step_norm.dtype) for k in HISTORY_KEYS
     }
     leaves, spec = pytree.tree_flatten(params)
-    while int(state.count) < max_steps and not bool(has_converged(state, tol=tol)):
+    finite = torch.ones((), dtype=torch.bool)
+    while int(state.count) < max_steps and finite and not has_converged(state, tol=tol):
         optimizer.zero_grad(set_to_none=True)
-        loss_fn(params).backward()
+        loss = loss_fn(params)
+        loss.backward()
         grads = pytree.tree_unflatten([p.grad.detach().clone() for p in leaves], spec)
         optimizer.step()
         with torch.no_grad():
             state = convergence_update(state, params, grads, ord=ord)
             for k, h in history.items():
                 h[int(state.count) - 1] = getattr(state, k)
-    return params, state.count, history
+            norms = torch.stack([state.step_norm, state.param_norm, state.grad_norm])
+            finite = torch.isfinite(loss.detach()) & torch.all(torch.isfinite(norms))
+    return MinimizeResult(params, state.count, history, finite & has_converged(state, tol=tol))

@@ -9,6 +9,9 @@ scikit-learn's, with an unpenalized intercept:
 .. math::
     \|y - Xw\|_2^2 + \alpha\|w\|_2^2, \qquad
     \frac{1}{2n}\|y - Xw\|_2^2 + \alpha\rho\|w\|_1 + \tfrac12\alpha(1-\rho)\|w\|_2^2.
+
+With ``return_info=True`` the iterative solvers also return a :class:`SolverInfo`
+(iterations, scikit-learn's ``dual_gap_``, whether the gap test held), as jaxreg.
 """
 
 from __future__ import annotations
@@ -17,11 +20,26 @@ from typing import Any, NamedTuple
 
 import torch
 
-__all__ = ["ridge", "lasso", "elastic_net", "regularization_path"]
+__all__ = ["ridge", "lasso", "elastic_net", "regularization_path", "SolverInfo"]
 
 CHECK_EVERY = 10
 POWER_ITERATIONS = 30
 LIPSCHITZ_MARGIN = 1.05
+
+
+class SolverInfo(NamedTuple):
+    """How an iterative solve ended; mirrors :class:`jaxreg.solvers.SolverInfo`.
+
+    Attributes:
+      n_iter: FISTA iterations run (int32), at most ``max_iter``.
+      dual_gap: scikit-learn's ``dual_gap_`` (the gap of the ``n``-scaled objective over
+        ``n``) at the returned coefficients; NaN on NaN input.
+      converged: ``dual_gap <= tol·‖y‖²/n``; False when the gap is NaN or infinite.
+    """
+
+    n_iter: torch.Tensor
+    dual_gap: torch.Tensor
+    converged: torch.Tensor
 
 
 def _check_data(X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,7 +119,7 @@ def _top_eigenvalue(q: _Quadratic, p: int, dtype: torch.dtype) -> torch.Tensor:
     for _ in range(POWER_ITERATIONS):
         w = _gram_times(q, v[:, None])[:, 0]
         norm = torch.sqrt(w @ w)
-        v = w / norm if norm > 0 else v
+        v = v if norm == 0 else w / norm  # a NaN norm (NaN data) divides
     return LIPSCHITZ_MARGIN * (v @ _gram_times(q, v[:, None])[:, 0])
 
 
@@ -120,14 +138,15 @@ def _duality_gap(W, xtr, r2, ry, a, b) -> torch.Tensor:
     l1 = torch.sum(torch.abs(W), dim=0)
     l2 = torch.sum(W * W, dim=0)
     dual_norm = torch.amax(torch.abs(xtr - b[None, :] * W), dim=0)
-    over = dual_norm > a
+    # Guards that let NaN through to the computing branch, as jaxreg.
+    inside = dual_norm <= a
     ones = torch.ones_like(a)
-    scale = torch.where(over, a / torch.where(over, dual_norm, ones), ones)
+    scale = torch.where(inside, ones, a / torch.where(inside, ones, dual_norm))
     sq = r2 + b * l2
     gap_a = 0.5 * sq + a * l1 - (-0.5 * scale * scale * sq + scale * ry)
     xtr2 = torch.sum(xtr * xtr, dim=0)
-    gap_b = r2 + 0.5 * b * l2 - ry + xtr2 / (2 * torch.where(b > 0, b, ones))
-    return torch.where(a > 0, gap_a, torch.where(b > 0, gap_b, xtr2))
+    gap_b = r2 + 0.5 * b * l2 - ry + xtr2 / (2 * torch.where(b == 0, ones, b))
+    return torch.where(a == 0, torch.where(b == 0, xtr2, gap_b), gap_a)
 
 
 def _soft_threshold(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -137,22 +156,30 @@ def _soft_threshold(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _solve(X, y, l1, l2, tol, *, max_iter: int, precompute: bool | str) -> torch.Tensor:
+def _solve(
+    X, y, l1, l2, tol, *, max_iter: int, precompute: bool | str
+) -> tuple[torch.Tensor, SolverInfo]:
+    """``[p, k]`` solutions and their :class:`SolverInfo`; mirrors jaxreg's ``_solve``."""
     q = _quadratic(X, y, precompute)
     dtype = X.dtype
     n = torch.tensor(float(X.shape[0]), dtype=dtype)
     top = _top_eigenvalue(q, X.shape[1], dtype)
-    step = n / (top if top > 0 else torch.ones((), dtype=dtype))
+    step = n / (torch.ones((), dtype=dtype) if top <= 0 else top)
     threshold = step * l1
     gap_tol = tol * q.yty
 
-    def converged(W):
+    def gap_of(W):
         xtr, r2, ry = _residual_terms(q, W)
-        gap = _duality_gap(W, xtr, r2, ry, n * l1, n * l2)
+        return _duality_gap(W, xtr, r2, ry, n * l1, n * l2)
+
+    def below_tol(gap):
         return (gap <= gap_tol) & (tol > 0)
 
     W = torch.zeros(X.shape[1], l1.shape[0], dtype=dtype)
-    V, t, done, n_iter = W, torch.ones_like(l1), converged(W), 0
+    V, t, n_iter = W, torch.ones_like(l1), 0
+    gap = gap_of(W)
+    done = below_tol(gap)
+    col_iter = torch.zeros(l1.shape, dtype=torch.int32)
     while n_iter < max_iter and not bool(torch.all(done)):
         for _ in range(CHECK_EVERY):
             z = V + (step / n) * (q.Xty[:, None] - _gram_times(q, V))
@@ -161,18 +188,21 @@ def _solve(X, y, l1, l2, tol, *, max_iter: int, precompute: bool | str) -> torch
             t_new = torch.where(restart, torch.ones_like(t), (1 + torch.sqrt(1 + 4 * t * t)) / 2)
             beta = torch.where(restart, torch.zeros_like(t_new), (t - 1) / t_new)
             V_new = W_new + beta[None, :] * (W_new - W)
-            keep = done[None, :]
+            frozen = done | (n_iter >= max_iter)
+            keep = frozen[None, :]
             W, V, t = (
                 torch.where(keep, W, W_new),
                 torch.where(keep, V, V_new),
-                torch.where(done, t, t_new),
+                torch.where(frozen, t, t_new),
             )
             n_iter += 1
-        done = converged(W)
-    return W
+        gap = torch.where(done, gap, gap_of(W))
+        col_iter = torch.where(done, col_iter, min(n_iter, max_iter))
+        done = done | below_tol(gap) | ~torch.isfinite(gap)
+    return W, SolverInfo(col_iter, gap / n, gap <= gap_tol)
 
 
-def _penalized(X, y, alphas, l1_ratio, *, fit_intercept, tol, max_iter, precompute):
+def _penalized(X, y, alphas, l1_ratio, *, fit_intercept, tol, max_iter, precompute, return_info):
     X, y = _check_data(X, y)
     if not 0.0 <= float(l1_ratio) <= 1.0:
         raise ValueError(f"`l1_ratio` must lie in [0, 1], got {l1_ratio}.")
@@ -181,10 +211,10 @@ def _penalized(X, y, alphas, l1_ratio, *, fit_intercept, tol, max_iter, precompu
     alphas = torch.as_tensor(alphas, dtype=X.dtype)
     rho = torch.as_tensor(l1_ratio, dtype=X.dtype)
     tol = torch.as_tensor(tol, dtype=X.dtype)
-    W = _solve(
+    W, info = _solve(
         Xc, yc, alphas * rho, alphas * (1 - rho), tol, max_iter=max_iter, precompute=precompute
     )
-    return W, y_mean - x_mean @ W
+    return (W, y_mean - x_mean @ W, info) if return_info else (W, y_mean - x_mean @ W)
 
 
 def elastic_net(
@@ -197,8 +227,12 @@ def elastic_net(
     tol: float = 1e-8,
     max_iter: int = 10_000,
     precompute: bool | str = "auto",
-) -> tuple[torch.Tensor, torch.Tensor]:
+    return_info: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """Elastic net by FISTA to a duality gap; mirrors :func:`jaxreg.solvers.elastic_net`.
+
+    With ``return_info=True`` returns ``(coef, intercept, info)``; check ``info.converged``
+    (``info.dual_gap <= tol·‖y‖²/n``, the stopping test): the coefficients alone do not say.
 
     Example:
       >>> import torch
@@ -209,7 +243,7 @@ def elastic_net(
       [ 1.389 -0.668] 0.461
     """
     _check_nonnegative(alpha, "alpha")
-    W, b = _penalized(
+    W, b, *info = _penalized(
         X,
         y,
         torch.as_tensor(alpha).reshape(1),
@@ -218,8 +252,10 @@ def elastic_net(
         tol=tol,
         max_iter=max_iter,
         precompute=precompute,
+        return_info=return_info,
     )
-    return W[:, 0], b[0]
+    info = [SolverInfo(*(v[0] for v in i)) for i in info]
+    return (W[:, 0], b[0], *info)
 
 
 def lasso(
@@ -231,7 +267,8 @@ def lasso(
     tol: float = 1e-8,
     max_iter: int = 10_000,
     precompute: bool | str = "auto",
-) -> tuple[torch.Tensor, torch.Tensor]:
+    return_info: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """Lasso: :func:`elastic_net` with ``l1_ratio=1``; mirrors :func:`jaxreg.solvers.lasso`."""
     return elastic_net(
         X,
@@ -242,6 +279,7 @@ def lasso(
         tol=tol,
         max_iter=max_iter,
         precompute=precompute,
+        return_info=return_info,
     )
 
 
@@ -255,17 +293,19 @@ def regularization_path(
     tol: float = 1e-8,
     max_iter: int = 10_000,
     precompute: bool | str = "auto",
-) -> tuple[torch.Tensor, torch.Tensor]:
+    return_info: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """All ``α`` at once; mirrors :func:`jaxreg.solvers.regularization_path`.
 
     Returns:
-      ``(coefs, intercepts)``: ``[n_alphas, n_features]`` and ``[n_alphas]``.
+      ``(coefs, intercepts)``: ``[n_alphas, n_features]`` and ``[n_alphas]``; then a
+      :class:`SolverInfo` of ``[n_alphas]`` tensors with ``return_info=True``.
     """
     alphas = torch.as_tensor(alphas)
     if alphas.ndim != 1:
         raise ValueError(f"`alphas` must be a vector [n_alphas], got shape {tuple(alphas.shape)}.")
     _check_nonnegative(alphas, "alphas")
-    W, b = _penalized(
+    W, b, *info = _penalized(
         X,
         y,
         alphas,
@@ -274,5 +314,6 @@ def regularization_path(
         tol=tol,
         max_iter=max_iter,
         precompute=precompute,
+        return_info=return_info,
     )
-    return W.T, b
+    return (W.T, b, *info)
