@@ -1,13 +1,21 @@
-"""Vector, matrix and pytree norms with safe gradients and no spurious overflow.
+"""Vector, matrix and pytree norms with safe gradients, exact over the whole float range.
 
 Conventions (DESIGN.md):
 
 * at an all-zero input every norm has value 0 and gradient 0 (torch's subgradient);
-* the result neither overflows nor underflows where it is representable (the
-  guarantee of BLAS ``nrm2``): the plain sum of powers is computed first, and only
-  when it came out infinite or too small to be accurate is the input rescaled by
-  its largest magnitude — a cheap check on the result, so the common case costs
-  nothing extra;
+* NaN in, NaN out: a NaN entry makes its norm NaN for every ``ord`` (also ``0``,
+  which counts non-zeros); an infinite entry makes a p-norm ``inf``. Guards test
+  ``== 0`` so that a NaN takes the computing branch, never the zero one;
+* the result is right wherever it is representable, from ``finfo.max`` down to the
+  subnormals (the guarantee of BLAS ``nrm2``): the 2-norm computes the plain sum of
+  squares first and only when it came out infinite or too small to be accurate
+  rescales the input by an exact power of two near its largest magnitude (a cheap
+  check on the result, so the common case costs nothing extra); the other p-norms
+  always rescale. See :mod:`jaxreg._scaling` for why powers of two and what
+  XLA:CPU does with subnormals (it flushes them to zero);
+* an empty reduction axis gives 0 for every p-norm (a sum over nothing); ``inf`` and
+  ``-inf`` raise there, as in ``torch.linalg.vector_norm`` (a max or min over
+  nothing has no value); ``global_norm`` of a tree without entries is 0;
 * bf16/fp16 inputs are reduced in float32 and the result is returned in the input
   dtype.
 """
@@ -24,9 +32,19 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from jaxreg import _numerics
+from jaxreg import _numerics, _scaling
+
+__all__ = [
+    "frobenius_norm",
+    "global_norm",
+    "l1_norm",
+    "l2_norm",
+    "matrix_norm",
+    "vector_norm",
+]
 
 Ord = float | int | str | None
+Axes = tuple[int, ...]
 
 _MATRIX_ORDS = ("fro", "nuc", 1, -1, 2, -2, math.inf, -math.inf)
 
@@ -43,67 +61,76 @@ def _check_vector_ord(ord: Any) -> float:
     return ord
 
 
-def _safe_divisor(m: jax.Array) -> jax.Array:
-    # The scale used to rescale by the largest magnitude: 1 where that is 0 or inf.
-    return lax.stop_gradient(jnp.where((m > 0) & jnp.isfinite(m), m, jnp.ones_like(m)))
+def _reduced_size(parts: Sequence[jax.Array], axes: Axes) -> int:
+    """The number of entries each norm reduces over (static: from the shapes)."""
+    return sum(math.prod(x.shape[a] for a in axes) for x in parts)
 
 
-def _safe_root(s: jax.Array, p: float) -> jax.Array:
-    """``s ** (1/p)`` with value 0 and gradient 0 at ``s == 0`` (the "double where")."""
-    positive = s > 0
-    safe = jnp.where(positive, s, jnp.ones_like(s))
-    root = jnp.sqrt(safe) if p == 2.0 else safe ** (1.0 / p)
-    return jnp.where(positive, root, jnp.zeros_like(s))
+def _sum(terms: Sequence[jax.Array], axes: Axes, keepdims: bool) -> jax.Array:
+    """``Σ`` over ``axes`` of every array in ``terms``, added together."""
+    return functools.reduce(jnp.add, [jnp.sum(t, axis=axes, keepdims=keepdims) for t in terms])
 
 
-def _abs_pow(x: jax.Array, p: float) -> jax.Array:
-    """``|x| ** p`` with gradient 0 at ``x == 0`` for every ``p`` (torch's rule for p < 1)."""
-    if p == 2.0:
-        return x * x
-    if p == 1.0:
-        return _numerics.safe_abs(x)
-    nonzero = x != 0
-    a = _numerics.safe_abs(jnp.where(nonzero, x, jnp.ones_like(x)))
-    return jnp.where(nonzero, a**p, jnp.zeros_like(x))
-
-
-def _sum_pow(parts: Sequence[jax.Array], p: float, axes: Any, keepdims: bool) -> jax.Array:
-    return functools.reduce(
-        jnp.add, [jnp.sum(_abs_pow(x, p), axis=axes, keepdims=keepdims) for x in parts]
-    )
-
-
-def _max_abs(parts: Sequence[jax.Array], axes: Any, keepdims: bool) -> jax.Array:
+def _max_abs(parts: Sequence[jax.Array], axes: Axes, keepdims: bool) -> jax.Array:
+    """``max |x|`` (NaN if any entry is NaN), with the subgradient of :func:`safe_abs`."""
     return functools.reduce(
         jnp.maximum, [jnp.max(_numerics.safe_abs(x), axis=axes, keepdims=keepdims) for x in parts]
     )
 
 
-def _rescaled_p_norm(parts: Sequence[jax.Array], p: float, axes: Any, keepdims: bool) -> jax.Array:
-    """``m·‖x/m‖_p`` with ``m`` the largest magnitude (held constant: the identity is exact)."""
-    m = _safe_divisor(_max_abs(parts, axes, keepdims=True))
-    scaled = [x / m for x in parts]
-    m_out = m if keepdims else jnp.squeeze(m, axis=axes)
-    return m_out * _safe_root(_sum_pow(scaled, p, axes, keepdims), p)
+# --- p-norms, p > 0 and p != 1: one custom JVP --------------------------------------
 
 
-def _two_norm_value(parts: Sequence[jax.Array], axes: Any, keepdims: bool) -> jax.Array:
-    s = _sum_pow(parts, 2.0, axes, keepdims)
-    if any(x.size == 0 for x in parts):
-        return _safe_root(s, 2.0)
+def _power(x: jax.Array, p: float) -> jax.Array:
+    # |x|^p; values only (the custom JVP below gives the derivative): 0^p = 0, NaN stays.
+    return x * x if p == 2.0 else jnp.abs(x) ** p
+
+
+def _root(s: jax.Array, p: float) -> jax.Array:
+    return jnp.sqrt(s) if p == 2.0 else s ** (1.0 / p)
+
+
+def _scaled_p_norm(parts: Sequence[jax.Array], p: float, axes: Axes, keepdims: bool) -> jax.Array:
+    """``2^e·‖x·2^-e‖_p`` with ``2^e`` near the largest magnitude ``m`` (exact scaling).
+
+    The 2-norm sums the squares of ``x·2^-e`` (at most 4 in magnitude) as they are. For
+    other ``p`` the scaled entries are further divided by ``t = m·2^-e`` (in ``[0.5, 4)``,
+    so its reciprocal is normal), making the largest term ``|x/m|^p = 1``: no power can
+    overflow or underflow, whatever ``p``. An infinite ``m`` keeps ``t = 1`` (``inf/inf``
+    would be NaN); a NaN ``m`` passes through.
+    """
+    m = functools.reduce(
+        jnp.maximum, [jnp.max(jnp.abs(x), axis=axes, keepdims=True) for x in parts]
+    )
+    down, up = _scaling.power_of_two_scale(m)
+    if p == 2.0:
+        scale = up
+        scaled = [x * down for x in parts]
+    else:
+        top = m * down  # exact: a power-of-two scaling of a normal number
+        t = jnp.where((top == 0) | jnp.isinf(top), jnp.ones_like(top), top)
+        scale = t * up  # = m (exact) where m is normal: t and up are the one reciprocal pair
+        scaled = [x * down / t for x in parts]
+    root = _root(_sum([_power(z, p) for z in scaled], axes, keepdims), p)
+    return root * (scale if keepdims else jnp.squeeze(scale, axes))
+
+
+def _two_norm_value(parts: Sequence[jax.Array], axes: Axes, keepdims: bool) -> jax.Array:
+    s = _sum([x * x for x in parts], axes, keepdims)
     # The cheap check, on the sum of squares only: one that overflowed (inf), or that is
-    # below tiny/eps (digits lost to underflow; this includes 0, which an all-zero input
-    # also gives and for which the rescaled branch returns 0 too). The square root is
-    # taken inside the common branch, so the check adds one small kernel.
+    # below n·tiny/eps, where the squares lost to underflow (each below tiny) could have
+    # changed it by more than eps; this includes 0, which an all-zero input also gives
+    # and for which the rescaled branch returns 0 too. A NaN sum fails both tests and
+    # stays on the plain branch: sqrt(NaN) = NaN.
     finfo = jnp.finfo(s.dtype)
-    threshold = float(finfo.tiny) / float(finfo.eps)
+    threshold = _reduced_size(parts, axes) * float(finfo.tiny) / float(finfo.eps)
     needs = jnp.any(jnp.isinf(s) | (s < threshold))
     rescaled, plain = _two_norm_branches(axes, keepdims)
     return lax.cond(needs, rescaled, plain, list(parts), s)
 
 
 @functools.cache
-def _two_norm_branches(axes: Any, keepdims: bool):
+def _two_norm_branches(axes: Axes, keepdims: bool):
     """The two branches of the 2-norm's check, made once per (axes, keepdims).
 
     ``lax.cond`` caches its traced branches by function identity: fresh lambdas on
@@ -111,54 +138,56 @@ def _two_norm_branches(axes: Any, keepdims: bool):
     """
 
     def rescaled(parts: list[jax.Array], s: jax.Array) -> jax.Array:
-        return _rescaled_p_norm(parts, 2.0, axes, keepdims)
+        return _scaled_p_norm(parts, 2.0, axes, keepdims)
 
     def plain(parts: list[jax.Array], s: jax.Array) -> jax.Array:
-        return _safe_root(s, 2.0)
+        return jnp.sqrt(s)
 
     return rescaled, plain
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _two_norm(parts: Sequence[jax.Array], axes: Any, keepdims: bool) -> jax.Array:
-    return _two_norm_value(parts, axes, keepdims)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _p_norm(parts: list[jax.Array], p: float, axes: Axes, keepdims: bool) -> jax.Array:
+    """``(Σ|x|^p)^(1/p)`` over ``parts`` (reduced over the same non-empty ``axes``)."""
+    if p == 2.0:
+        return _two_norm_value(parts, axes, keepdims)
+    return _scaled_p_norm(parts, p, axes, keepdims)
 
 
-@_two_norm.defjvp
-def _two_norm_jvp(axes, keepdims, primals, tangents):
+def _dual(u: jax.Array, p: float) -> jax.Array:
+    """``sign(u)·|u|^(p-1)``, 0 at ``u == 0`` for every ``p`` (torch's rule for p < 1)."""
+    if p == 2.0:
+        return u
+    nonzero = u != 0  # the double where: NaN != 0, so NaN takes the computing branch
+    a = jnp.abs(jnp.where(nonzero, u, jnp.ones_like(u)))
+    return jnp.where(nonzero, jnp.sign(u) * a ** (p - 1.0), jnp.zeros_like(u))
+
+
+@_p_norm.defjvp
+def _p_norm_jvp(p, axes, keepdims, primals, tangents):
     (parts,), (dparts,) = primals, tangents
-    n = _two_norm(parts, axes, keepdims)
+    n = _p_norm(parts, p, axes, keepdims)
     n_b = n if keepdims else jnp.expand_dims(n, axes)
-    positive = n_b > 0
-    n_safe = jnp.where(positive, n_b, jnp.ones_like(n_b))
-    # d‖x‖ = Σ (x/‖x‖)·dx, with x/‖x‖ <= 1 (no overflow) and 0 at x = 0.
-    dn = functools.reduce(
-        jnp.add,
+    # d‖x‖_p = Σ sign(x)·(|x|/‖x‖)^(p-1)·dx. The ratio u = x/‖x‖ lies in [-1, 1]; it is
+    # formed as (x·2^-e)/(‖x‖·2^-e) so that no reciprocal leaves the normal range (1/‖x‖
+    # is subnormal above 2^126 in float32). At ‖x‖ = 0 it is 0 (the double where; a NaN
+    # norm fails `== 0` and takes the computing branch).
+    zero = n_b == 0
+    down, _ = _scaling.power_of_two_scale(lax.stop_gradient(n_b))
+    denom = jnp.where(zero, jnp.ones_like(n_b), n_b * down)
+    dn = _sum(
         [
-            jnp.sum(
-                jnp.where(positive, x / n_safe, jnp.zeros_like(x)) * dx,
-                axis=axes,
-                keepdims=keepdims,
-            )
+            jnp.where(zero, jnp.zeros_like(x), _dual(x * down / denom, p)) * dx
             for x, dx in zip(parts, dparts, strict=True)
         ],
+        axes,
+        keepdims,
     )
     return n, dn
 
 
-def _p_norm(parts: Sequence[jax.Array], p: float, axes: Any, keepdims: bool) -> jax.Array:
-    """``(Σ|x|^p)^(1/p)`` over ``parts`` (arrays reduced over the same ``axes``)."""
-    if p == 1.0:
-        return _sum_pow(parts, p, axes, keepdims)
-    if p == 2.0:
-        return _two_norm(list(parts), axes, keepdims)
-    # General p: |x|^p leaves the float range quickly, always rescale.
-    return _rescaled_p_norm(parts, p, axes, keepdims)
-
-
-def _vector_norm_parts(
-    parts: Sequence[jax.Array], ord: float, axes: Any, keepdims: bool
-) -> jax.Array:
+def _vector_norm_parts(parts: Sequence[jax.Array], ord: float, axes: Axes, keepdims: bool):
+    """The ``ord`` vector norm of ``parts`` taken together (the reduction is non-empty)."""
     if ord == math.inf:
         return _max_abs(parts, axes, keepdims)
     if ord == -math.inf:
@@ -167,12 +196,24 @@ def _vector_norm_parts(
             [jnp.min(_numerics.safe_abs(x), axis=axes, keepdims=keepdims) for x in parts],
         )
     if ord == 0:
-        # The number of non-zero entries; piecewise constant, so its gradient is 0.
-        return functools.reduce(
-            jnp.add,
-            [jnp.sum((x != 0).astype(x.dtype), axis=axes, keepdims=keepdims) for x in parts],
+        # The number of non-zero entries (NaN if one is NaN); piecewise constant, so its
+        # gradient is 0.
+        counts = [jnp.where(jnp.isnan(x), x, (x != 0).astype(x.dtype)) for x in parts]
+        return _sum(counts, axes, keepdims)
+    if ord == 1:
+        return _sum([_numerics.safe_abs(x) for x in parts], axes, keepdims)
+    return _p_norm(list(parts), ord, axes, keepdims)
+
+
+def _check_nonempty(ord: float, size: int, fn_name: str, what: str) -> None:
+    """``ValueError`` for the ``±inf`` norm over no entries (torch raises there too)."""
+    if size == 0 and math.isinf(ord):
+        extreme = "largest" if ord > 0 else "smallest"
+        raise ValueError(
+            f"`{fn_name}` with `ord`={ord} over {what} has no value (the {extreme} of no "
+            f"magnitudes; torch.linalg.vector_norm raises too); reduce over a non-empty "
+            f"axis, or use a p-norm, which is 0 there."
         )
-    return _p_norm(parts, ord, axes, keepdims)
 
 
 @_numerics.compiled("ord", "axis", "keepdims")
@@ -187,9 +228,13 @@ def vector_norm(
         \|x\|_0 = \#\{i : x_i \neq 0\}
 
     The value at an all-zero input is 0 with gradient 0, for every ``ord``; at a
-    zero entry the gradient is 0 also for ``p < 1`` (torch's rule). The result does
-    not overflow or underflow where it is representable:
-    ``vector_norm(jnp.array([1e20, 1e20], jnp.float32))`` is ``1.4142135e20``.
+    zero entry the gradient is 0 also for ``p < 1`` (torch's rule). A NaN entry makes
+    the norm NaN for every ``ord``; an infinite entry makes a p-norm ``inf``. The
+    result is right wherever it is representable, ``finfo.max`` down to the
+    subnormals: ``vector_norm(jnp.array([1e38, 1e38], jnp.float32))`` is
+    ``1.4142135e38`` (entries and results that are subnormal are flushed to 0 by
+    XLA:CPU). Over an empty axis every p-norm is 0 and ``ord=±inf`` raises, as in
+    ``torch.linalg.vector_norm``.
 
     Args:
       x: a real floating array.
@@ -202,17 +247,28 @@ def vector_norm(
     Returns:
       The norms, with the reduced axes removed (or kept as 1), in ``x``'s dtype.
 
+    Raises:
+      ValueError: ``ord`` is not a vector order, or ``ord=±inf`` over an empty axis.
+
     Example:
       >>> import jaxreg
       >>> print(jaxreg.vector_norm(jnp.array([3.0, -4.0])))
       5.0
       >>> print(jaxreg.vector_norm(jnp.array([3.0, -4.0]), ord=1))
       7.0
+      >>> print(jaxreg.vector_norm(jnp.array([1e38, 1e38], jnp.float32)))
+      1.4142135e+38
     """
     x = _numerics.as_float_array(x, "x")
     ord = _check_vector_ord(ord)
     axes = _numerics.normalize_axes(axis, x.ndim)
-    out = _vector_norm_parts([_numerics.upcast(x)], ord, axes, keepdims)
+    size = _reduced_size([x], axes)
+    _check_nonempty(ord, size, "vector_norm", f"axis {axes} of shape {x.shape}")
+    work = _numerics.upcast(x)
+    if size == 0:
+        out = jnp.sum(work, axis=axes, keepdims=keepdims)  # a sum over nothing: 0
+    else:
+        out = _vector_norm_parts([work], ord, axes, keepdims)
     return out.astype(x.dtype)
 
 
@@ -223,8 +279,10 @@ def global_norm(tree: Any, ord: Ord = 2) -> jax.Array:
     .. math::
         \|\theta\|_p = \Big(\sum_{\text{leaves } w} \sum_i |w_i|^p\Big)^{1/p}
 
-    Same conventions as :func:`vector_norm` (zero tree: value 0, gradient 0; no
-    spurious overflow). Unlike ``optax.global_norm`` it takes any ``ord``.
+    Same conventions as :func:`vector_norm` (zero tree: value 0, gradient 0; NaN in,
+    NaN out; right from ``finfo.max`` down to the subnormals). Empty leaves take no
+    part; a tree without any entry has norm 0 for every ``ord`` (like
+    ``optax.global_norm``). Unlike ``optax.global_norm`` it takes any ``ord``.
 
     Args:
       tree: a pytree of real floating arrays.
@@ -248,45 +306,44 @@ def global_norm(tree: Any, ord: Ord = 2) -> jax.Array:
         return jnp.zeros((), dtype=jnp.result_type(float))
     dtype = functools.reduce(jnp.promote_types, [leaf.dtype for leaf in leaves])
     work = _numerics.compute_dtype(dtype)
-    parts = [jnp.ravel(leaf).astype(work) for leaf in leaves]
-    return _vector_norm_parts(parts, ord, 0, False).astype(dtype)
+    parts = [jnp.ravel(leaf).astype(work) for leaf in leaves if leaf.size]
+    if not parts:
+        return jnp.zeros((), dtype=dtype)
+    return _vector_norm_parts(parts, ord, (0,), False).astype(dtype)
 
 
 # --- matrix norms ---------------------------------------------------------------
 
 
-def _singular_value_norm(x: jax.Array, which: str) -> jax.Array:
-    """Σσ (``"nuc"``), max σ (``"max"``) or min σ (``"min"``) of ``x[..., m, n]``."""
-    return _SINGULAR_VALUE_NORMS[which](x)
+def _scaled_for_svd(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(x·2^-e, 2^e, m)`` per matrix of ``x[..., r, c]``, ``m`` its largest magnitude.
+
+    Singular values are homogeneous, so the SVD runs on the exactly scaled matrix
+    (largest magnitude in ``[0.5, 4)``: no overflow or underflow inside the solver on
+    any backend). An all-zero or non-finite matrix is replaced by a stand-in with
+    distinct singular values ``1, 2, ...``: its SVD and that SVD's derivative (the
+    Hessian's path) have no NaN; :func:`_singular_value_result` replaces its value.
+    """
+    m = lax.stop_gradient(jnp.max(jnp.abs(x), axis=(-2, -1), keepdims=True))
+    down, up = _scaling.power_of_two_scale(m)
+    rows, cols = x.shape[-2:]
+    stand_in = jnp.eye(rows, cols, dtype=x.dtype) * jnp.arange(1, cols + 1, dtype=x.dtype)[None, :]
+    special = (m == 0) | ~jnp.isfinite(m)
+    x_safe = jnp.where(special, jnp.broadcast_to(stand_in, x.shape), x * down)
+    return x_safe, up[..., 0, 0], m[..., 0, 0]
 
 
-def _make_singular_value_norm(which: str):
-    @jax.custom_jvp
-    def norm(x: jax.Array) -> jax.Array:
-        s = jnp.linalg.svd(x, compute_uv=False)
-        return _pick(s, which)
+def _singular_value_result(s: jax.Array, up: jax.Array, m: jax.Array, which: str) -> jax.Array:
+    """``Σσ``, ``max σ`` or ``min σ`` from the scaled singular values ``s``.
 
-    @norm.defjvp
-    def norm_jvp(primals, tangents):
-        (x,), (dx,) = primals, tangents
-        zero = jnp.all(x == 0, axis=(-2, -1))
-        # The double where: at an all-zero matrix the rule differentiates the SVD of a
-        # stand-in with distinct singular values (1, 2, ...), so that even its own
-        # derivative (the Hessian) has no NaN; the tangent there is 0 anyway.
-        m, n = x.shape[-2:]
-        stand_in = jnp.eye(m, n, dtype=x.dtype) * jnp.arange(1, n + 1, dtype=x.dtype)[None, :]
-        x_safe = jnp.where(zero[..., None, None], stand_in, x)
-        u, s, vh = jnp.linalg.svd(x_safe, full_matrices=False)
-        # d σ_k = u_kᵀ dX v_k (for Σσ: trace(Uᵀ dX V), torch's U Vᵀ subgradient).
-        dsigma = jnp.einsum("...ik,...ij,...kj->...k", u, dx, vh)
-        if which == "nuc":
-            tangent = jnp.sum(dsigma, axis=-1)
-        else:
-            tangent = dsigma[..., 0] if which == "max" else dsigma[..., -1]
-        value = jnp.where(zero, jnp.zeros_like(tangent), _pick(s, which))
-        return value, jnp.where(zero, jnp.zeros_like(tangent), tangent)
-
-    return norm
+    At a special matrix: 0 (all zeros), NaN (a NaN entry: NaN in, NaN out, on every
+    backend, whatever its SVD does with NaN), ``inf`` (an infinite entry makes ``Σσ``
+    and ``max σ >= max|x|`` infinite; ``min σ`` is then undefined: NaN).
+    """
+    value = _pick(s, which) * up
+    inf_value = jnp.nan if which == "min" else jnp.inf
+    special = jnp.where(jnp.isinf(m), inf_value, m)  # m is 0, NaN or inf where it is used
+    return jnp.where((m == 0) | ~jnp.isfinite(m), special, value)
 
 
 def _pick(s: jax.Array, which: str) -> jax.Array:
@@ -295,7 +352,49 @@ def _pick(s: jax.Array, which: str) -> jax.Array:
     return s[..., 0] if which == "max" else s[..., -1]
 
 
+def _make_singular_value_norm(which: str):
+    @jax.custom_jvp
+    def norm(x: jax.Array) -> jax.Array:
+        x_safe, up, m = _scaled_for_svd(x)
+        return _singular_value_result(jnp.linalg.svd(x_safe, compute_uv=False), up, m, which)
+
+    @norm.defjvp
+    def norm_jvp(primals, tangents):
+        (x,), (dx,) = primals, tangents
+        x_safe, up, m = _scaled_for_svd(x)
+        u, s, vh = jnp.linalg.svd(x_safe, full_matrices=False)
+        # d σ_k = u_kᵀ dX v_k (for Σσ: trace(Uᵀ dX V), torch's U Vᵀ subgradient); the
+        # singular vectors of x·2^-e are those of x.
+        dsigma = jnp.einsum("...ik,...ij,...kj->...k", u, dx, vh)
+        if which == "nuc":
+            tangent = jnp.sum(dsigma, axis=-1)
+        else:
+            tangent = dsigma[..., 0] if which == "max" else dsigma[..., -1]
+        # At an all-zero matrix the tangent is 0 (the stand-in's is discarded).
+        tangent = jnp.where(m == 0, jnp.zeros_like(tangent), tangent)
+        return _singular_value_result(s, up, m, which), tangent
+
+    return norm
+
+
+#: ``"nuc"``, ``2`` and ``-2`` of ``x[..., m, n]``.
 _SINGULAR_VALUE_NORMS = {w: _make_singular_value_norm(w) for w in ("nuc", "max", "min")}
+
+
+def _check_nonempty_matrix(ord: Ord, shape: tuple[int, ...], row: int, col: int) -> None:
+    """``ValueError`` where a matrix norm takes a minimum over nothing (torch raises too)."""
+    empty = (
+        (ord == -2 and min(shape[row], shape[col]) == 0)  # no singular values
+        or (ord == -1 and shape[col] == 0)  # no columns
+        or (ord == -math.inf and shape[row] == 0)  # no rows
+    )
+    if empty:
+        raise ValueError(
+            f"`matrix_norm` with `ord`={ord} of matrices of shape "
+            f"{(shape[row], shape[col])} (axes {(row, col)} of {shape}) has no value: it is "
+            f"a minimum over nothing (torch.linalg.matrix_norm raises too); the norms "
+            f"'fro', 'nuc', 1, 2 and inf are 0 there."
+        )
 
 
 @_numerics.compiled("ord", "axis", "keepdims")
@@ -317,6 +416,12 @@ def matrix_norm(
     ``-1``, ``-2`` and ``-inf`` take the minimum instead of the maximum. At an
     all-zero matrix the value is 0 and the gradient 0 for every ``ord`` (the
     singular-value norms use ``U Vᵀ``-style subgradients otherwise, as torch does).
+    A NaN entry makes the norm NaN for every ``ord`` (torch's SVD raises instead);
+    an infinite one makes it ``inf`` (``-2``: NaN, undefined). The singular values
+    are computed on the matrix scaled by an exact power of two, so no norm
+    overflows or underflows where its result is representable. A matrix with no
+    rows or no columns has norm 0, except where the norm is a minimum over nothing
+    (``-2``; ``-1`` without columns; ``-inf`` without rows), which raises, as in torch.
 
     Args:
       x: a real floating array with at least two dimensions.
@@ -345,12 +450,16 @@ def matrix_norm(
     row, col = (_numerics.normalize_axis(a, x.ndim) for a in axis)
     if row == col:
         raise ValueError(f"`axis` must name two different axes, got {axis}.")
+    _check_nonempty_matrix(ord, x.shape, row, col)
     dtype = x.dtype
     x = _numerics.upcast(x)
-    if ord == "fro":
-        out = _vector_norm_parts([x], 2.0, (row, col), keepdims)
+    if x.shape[row] == 0 or x.shape[col] == 0:
+        out = jnp.sum(x, axis=(row, col), keepdims=keepdims)  # 0, as in torch
+    elif ord == "fro":
+        out = _vector_norm_parts([x], 2.0, tuple(sorted((row, col))), keepdims)
     elif ord in (1, -1, math.inf, -math.inf):
-        # 1: column sums (over rows); inf: row sums (over columns).
+        # 1: column sums (over rows); inf: row sums (over columns). Sums of magnitudes
+        # cannot overflow spuriously, and max/min keep a NaN.
         sum_axis, pick_axis = (row, col) if abs(ord) == 1 else (col, row)
         sums = jnp.sum(_numerics.safe_abs(x), axis=sum_axis, keepdims=True)
         pick = jnp.max if ord > 0 else jnp.min
@@ -360,7 +469,7 @@ def matrix_norm(
     else:
         which = {"nuc": "nuc", 2: "max", -2: "min"}[ord]
         moved = jnp.moveaxis(x, (row, col), (-2, -1))
-        out = _singular_value_norm(moved, which)
+        out = _SINGULAR_VALUE_NORMS[which](moved)
         if keepdims:
             out = jnp.expand_dims(out, axis=(row, col))
     return out.astype(dtype)

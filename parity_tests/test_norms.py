@@ -170,6 +170,19 @@ def test_zero_input_every_ord() -> None:
             (2, 2, 0.5),
             (2e-300, 2e-160, 4e200),
         ),
+        # Above 2^126 (float32) and 2^1022 (float64), where 1/max is subnormal.
+        (
+            "float32",
+            ([1e38, 1e38], [2e38, -1e38], [1e38, 5e37]),
+            (2, 3, 0.5),
+            (math.sqrt(2) * 1e38, 9 ** (1 / 3) * 1e38, (1 + math.sqrt(0.5)) ** 2 * 1e38),
+        ),
+        (
+            "float64",
+            ([1e308, 1e308], [1e308, -5e307], [5e307, 2e307]),
+            (2, 3, 0.5),
+            (math.sqrt(2) * 1e308, 1.125 ** (1 / 3) * 1e308, (5**0.5 + 2**0.5) ** 2 * 1e307),
+        ),
     ],
 )
 def test_no_overflow_or_underflow(dtype, xs, ords, expected) -> None:
@@ -216,8 +229,25 @@ def test_low_precision(dtype, rng) -> None:
         (lambda m, x: m.matrix_norm(x[0], "fro"), ValueError),
         (lambda m, x: m.matrix_norm(x, "fro", axis=(1, 1)), ValueError),
         (lambda m, x: m.vector_norm(x > 0), TypeError),
+        (lambda m, x: m.vector_norm(x[:, :0], INF, -1), ValueError),
+        (lambda m, x: m.vector_norm(x[:0], -INF), ValueError),
+        (lambda m, x: m.matrix_norm(x[:, :0], -2), ValueError),
+        (lambda m, x: m.matrix_norm(x[:, :0], -1), ValueError),
+        (lambda m, x: m.matrix_norm(x[:0], -INF), ValueError),
     ],
-    ids=["negative ord", "matrix ord", "bad matrix ord", "vector", "same axes", "not float"],
+    ids=[
+        "negative ord",
+        "matrix ord",
+        "bad matrix ord",
+        "vector",
+        "same axes",
+        "not float",
+        "inf over empty axis",
+        "-inf of empty",
+        "-2 of empty matrix",
+        "-1 without columns",
+        "-inf without rows",
+    ],
 )
 def test_errors(call, error) -> None:
     """Bad input raises the same error type on both sides."""
@@ -225,6 +255,62 @@ def test_errors(call, error) -> None:
         call(jn, jnp.ones((2, 3)))
     with pytest.raises(error):
         call(tn, torch.ones(2, 3))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_nan_and_inf_entries(dtype) -> None:
+    """NaN in, NaN out for every ord on both sides (torch's own ord=0 counts a NaN and its
+    SVD raises on NaN); +inf gives +inf for p-norms, "nuc" and 2; other rows unaffected."""
+    big = float(np.finfo(dtype).max) / 4
+    rows = np.array(
+        [[1.0, 2.0, -3.0, 0.5], [1.0, np.nan, 2.0, 0.0], [big, -big / 2, 1.0, 0.0]]
+        + [[np.inf, 1.0, 0.0, -2.0]]
+    )
+    mats = np.array(
+        [[[1.0, np.nan], [2.0, 3.0]], [[1.0, 2.0], [3.0, 4.0]], [[np.inf, 1.0], [2.0, 3.0]]]
+    )
+
+    def norms(module):
+        return lambda x, m: [
+            *vector_norms(module)(x),
+            *[module.global_norm({"a": x[0], "b": x[1:3]}, ord) for ord in VECTOR_ORDS],
+            *matrix_norms(module, ords=("fro", "nuc", 1, -1, 2, INF, -INF))(m),
+            module.matrix_norm(m[:2], -2),
+        ]
+
+    # The harness counts any NaN as a failure: compare NaN for NaN here, values only.
+    out_j = jax.jit(norms(jn))(jnp.asarray(rows, dtype), jnp.asarray(mats, dtype))
+    out_t = norms(tn)(
+        torch.tensor(rows).to(getattr(torch, dtype)), torch.tensor(mats).to(getattr(torch, dtype))
+    )
+    rtol = 1e-5 if dtype == "float32" else 1e-12
+    for a, b in zip(out_j, out_t, strict=True):
+        np.testing.assert_allclose(np.asarray(a), b.numpy(), rtol=rtol)  # NaN == NaN
+    n = len(VECTOR_ORDS)
+    for value in out_j[:n]:
+        assert np.isnan(value[1]) and not np.isnan(value[np.array([0, 2, 3])]).any()
+    for value in out_j[n : 2 * n]:
+        assert np.isnan(value)
+    for value in out_j[2 * n :]:
+        assert np.isnan(value[0]) and np.isfinite(value[1])
+
+
+def test_empty_reductions() -> None:
+    """Every p-norm over an empty axis, global_norm of empty leaves and the matrix norms
+    of matrices without rows or columns are 0 on both sides."""
+
+    def norms(module):
+        return lambda x: [
+            *[module.vector_norm(x[:, :0], ord, -1) for ord in (0.5, 1, 2, 3, 0)],
+            *[module.global_norm({"a": x[:0], "b": [x[:, :0]]}, ord) for ord in VECTOR_ORDS],
+            *[module.matrix_norm(x[:0], ord) for ord in ("fro", "nuc", 1, -1, 2, INF)],
+            *[module.matrix_norm(x[:, :0], ord) for ord in ("fro", "nuc", 1, 2, INF, -INF)],
+        ]
+
+    result = compare(norms(jn), norms(tn), [np.ones((2, 3))], grad_argnums=(0,))
+    assert_parity(result)
+    for value in jax.jit(norms(jn))(jnp.ones((2, 3))):
+        np.testing.assert_array_equal(value, 0.0)
 
 
 # --- generated inputs ------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+from decimal import Decimal, getcontext
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from jaxreg import frobenius_norm, global_norm, l1_norm, l2_norm, matrix_norm, vector_norm
+from jaxreg import (
+    frobenius_norm,
+    global_norm,
+    group_lasso_penalty,
+    l1_norm,
+    l2_norm,
+    matrix_norm,
+    vector_norm,
+)
 from tests.helpers import (
     assert_each,
     assert_edge_rules,
@@ -325,3 +335,274 @@ def test_low_precision_norms(rng, dtype_name):
         "global_norm": (lambda v: global_norm({"a": v, "b": v}), x, np.sqrt(2) * np.linalg.norm(x)),
     }
     assert_low_precision(cases, dtype_name)
+
+
+# ----------------------------------------------------------------------------- NaN, range, empty
+#
+# One test per row of the hardening issue, each over every float dtype, called directly
+# (each jaxreg function is its own jitted program) and inside a caller's `jax.jit`.
+
+FLOAT_DTYPES = ["float16", "bfloat16", "float32", "float64"]
+MODES = ["eager", "jit"]
+P_ORDS = [0.5, 1, 2, 3]
+
+
+def run(mode: str, fn, *args):
+    return (jax.jit(fn) if mode == "jit" else fn)(*args)
+
+
+def as64(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+def nan_inf_rows(dtype_name: str) -> np.ndarray:
+    """Rows: ordinary; with a NaN; overflowing squares in float32 (so a batch that takes
+    the rescaled 2-norm branch also holds the NaN row); with +inf. In the dtype's values."""
+    big = float(jnp.finfo(dtype_name).max) / 4
+    x = [[1.0, 2.0, -3.0, 0.5], [1.0, np.nan, 2.0, 0.0], [big, -big / 2, 1.0, 0.0]]
+    return as64(jnp.asarray(x + [[np.inf, 1.0, 0.0, -2.0]], dtype_name))
+
+
+# The exact reference: Python decimals (60 digits) of the entries as the dtype holds them.
+getcontext().prec = 60
+
+
+def exact_norm(entries: list[float], ord: float) -> Decimal:
+    magnitudes = [abs(Decimal(e)) for e in entries]
+    if ord == INF:
+        return max(magnitudes)
+    return sum(m ** Decimal(ord) for m in magnitudes) ** (1 / Decimal(ord))
+
+
+def reference_norm(x: np.ndarray, ord: float, axis: int | None = None) -> np.ndarray:
+    """The exact vector norm (see :func:`exact_norm`) with the NaN rule, over ``axis``."""
+    if axis is not None:
+        rows = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+        return np.array([reference_norm(row, ord) for row in rows])
+    entries = [float(e) for e in np.ravel(x)]
+    if any(math.isnan(e) for e in entries):
+        return np.array(np.nan)
+    if ord == 0:
+        return np.array(float(sum(e != 0 for e in entries)))
+    if ord == -INF:
+        return np.array(min(abs(e) for e in entries))
+    return np.array(float(exact_norm(entries, ord)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype_name", FLOAT_DTYPES)
+def test_nan_in_nan_out_and_inf(dtype_name, mode):
+    """A NaN in an entry that takes part makes the norm NaN for every ord and every norm
+    function (a NaN in another row or leaf takes no part); +inf makes p-norms +inf."""
+    x64 = nan_inf_rows(dtype_name)
+    x = jnp.asarray(x64, dtype_name)
+    nan_matrix = np.array([[[1.0, np.nan], [2.0, 3.0]], [[1.0, 2.0], [3.0, 4.0]]])
+    inf_matrix = np.array([[np.inf, 1.0], [2.0, 3.0]])
+    mats = jnp.asarray(np.concatenate([nan_matrix, inf_matrix[None]]), dtype_name)
+
+    def everything(x, mats):
+        out = {f"vector ord={o} rows": vector_norm(x, o, axis=-1) for o in VECTOR_ORDS}
+        out |= {f"vector ord={o} all": vector_norm(x[:3], o) for o in VECTOR_ORDS}
+        out |= {
+            f"global ord={o} with NaN": global_norm({"a": x[0], "b": x[1:3]}, o)
+            for o in VECTOR_ORDS
+        }
+        out |= {
+            f"global ord={o} without": global_norm({"a": x[0], "c": x[2]}, o) for o in VECTOR_ORDS
+        }
+        out |= {f"matrix ord={o}": matrix_norm(mats, o) for o in MATRIX_ORDS}
+        out["l2_norm rows"] = l2_norm(x, axis=-1)
+        out["frobenius_norm"] = frobenius_norm(mats)
+        out["group_lasso with NaN"] = group_lasso_penalty({"w": x[:3]})
+        out["group_lasso without"] = group_lasso_penalty({"w": x[jnp.array([0, 2])]})
+        return out
+
+    got = run(mode, everything, x, mats)
+    rows, no_nan = x64, x64[[0, 2]]
+    expected = {f"vector ord={o} rows": reference_norm(rows, o, axis=-1) for o in VECTOR_ORDS}
+    expected |= {f"vector ord={o} all": np.nan for o in VECTOR_ORDS}
+    expected |= {f"global ord={o} with NaN": np.nan for o in VECTOR_ORDS}
+    expected |= {f"global ord={o} without": reference_norm(no_nan, o) for o in VECTOR_ORDS}
+    for o in MATRIX_ORDS:
+        finite = np.linalg.norm(nan_matrix[1], o)
+        # An infinite entry: ‖·‖ >= max|x| is infinite, except the minima -1 (columns
+        # sums inf, 5), -inf (row sums inf, 5) and -2 (not computed: NaN).
+        at_inf = {-1: 4.0, -INF: 5.0, -2: np.nan}.get(o, INF)
+        expected[f"matrix ord={o}"] = np.array([np.nan, finite, at_inf])
+    expected["l2_norm rows"] = reference_norm(rows, 2, axis=-1)
+    expected["frobenius_norm"] = expected["matrix ord=fro"]
+    lasso = 2.0 * reference_norm(no_nan, 2, axis=-1).sum()  # √4 · Σ row norms
+    expected |= {"group_lasso with NaN": np.nan, "group_lasso without": lasso}
+    rtol = {"float16": 2e-3, "bfloat16": 1.6e-2, "float32": 1e-6, "float64": 1e-13}[dtype_name]
+
+    def check(key: str) -> None:
+        value = got[key]
+        assert value.dtype == jnp.dtype(dtype_name)
+        np.testing.assert_allclose(as64(value), expected[key], rtol=rtol)  # NaN == NaN here
+
+    assert_each({key: functools.partial(check, key) for key in expected})
+
+
+def exact_gradient(entries: list[float], ord: float) -> np.ndarray:
+    """d‖x‖/dx: sign(x)·(|x|/‖x‖)^(p-1); for inf, jax's rule splits 1 among the maxima."""
+    if ord == INF:
+        top = max(abs(e) for e in entries)
+        ties = [abs(e) == top for e in entries]
+        return np.array([np.sign(e) * t / sum(ties) for e, t in zip(entries, ties, strict=True)])
+    norm = exact_norm(entries, ord)
+    return np.array(
+        [float(np.sign(e)) * float((abs(Decimal(e)) / norm) ** Decimal(ord - 1)) for e in entries]
+    )
+
+
+def ulp(value: Decimal, dtype_name: str) -> float:
+    """The spacing of the dtype's numbers at ``value`` (subnormal spacing below tiny)."""
+    finfo = jnp.finfo(dtype_name)
+    exponent = math.frexp(float(value))[1] - 1 if value else int(finfo.minexp)
+    return 2.0 ** (max(exponent, int(finfo.minexp)) - int(finfo.nmant))
+
+
+def keeps_subnormals(dtype_name: str) -> bool:
+    """Whether this platform computes with the dtype's subnormals (XLA:CPU treats them as
+    0: DAZ/FTZ). bf16/fp16 are reduced in float32, where fp16's subnormals are normal."""
+    tiny = jnp.asarray(jnp.finfo(dtype_name).smallest_subnormal, dtype_name)
+    work = jnp.float32 if tiny.dtype.itemsize < 4 else tiny.dtype
+    return bool(jax.jit(lambda s: s.astype(work) * 2 != 0)(tiny))
+
+
+EXTREMES = ["max/4", "tiny", "smallest subnormal"]
+RANGE_ORDS = [1, 2, 3, 0.5, INF]
+
+
+def extreme_entries(case: str, dtype_name: str) -> list[float]:
+    finfo = jnp.finfo(dtype_name)
+    return {
+        # Unequal entries whose every norm is still representable (ord 0.5: 2.91·max/4).
+        "max/4": [float(finfo.max) / 4, -float(finfo.max) / 8],
+        "tiny": [float(finfo.tiny), float(finfo.tiny)],
+        "smallest subnormal": [float(finfo.smallest_subnormal)] * 2,
+    }[case]
+
+
+@pytest.mark.parametrize("case", EXTREMES)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype_name", FLOAT_DTYPES)
+def test_extreme_magnitudes(dtype_name, mode, case):
+    """Within 2 ulp of the exact norm and with the exact gradient (x/‖x‖ for the 2-norm),
+    in reverse and forward mode, at the top and the bottom of the range. Entries the
+    platform flushes to zero (subnormals on XLA:CPU) count as zeros: value 0, gradient 0."""
+    entries = extreme_entries(case, dtype_name)
+    x = jnp.asarray(entries, dtype_name)
+    fns = {f"ord={o}": functools.partial(vector_norm, ord=o) for o in RANGE_ORDS}
+    fns["global_norm"] = lambda v: global_norm({"a": v[:1], "b": v[1:]})
+    got = run(
+        mode,
+        lambda v: {k: (*jax.value_and_grad(f)(v), jax.jacfwd(f)(v)) for k, f in fns.items()},
+        x,
+    )
+    flushed = case == "smallest subnormal" and not keeps_subnormals(dtype_name)
+    eps = float(jnp.finfo(dtype_name).eps)
+
+    def check(key: str) -> None:
+        value, grad, forward = got[key]
+        assert value.dtype == grad.dtype == jnp.dtype(dtype_name)
+        if flushed:
+            assert float(value) == 0.0 and np.all(as64(grad) == 0.0), (value, grad)
+            np.testing.assert_array_equal(as64(forward), 0.0)
+            return
+        ord = 2 if key == "global_norm" else RANGE_ORDS[list(fns).index(key)]
+        exact = exact_norm(entries, ord)
+        error = abs(Decimal(float(value)) - exact) / Decimal(ulp(exact, dtype_name))
+        assert error <= 2, f"{value} is {float(error):.2f} ulp from {float(exact)}"
+        np.testing.assert_allclose(as64(grad), exact_gradient(entries, ord), rtol=4 * eps)
+        np.testing.assert_allclose(as64(forward), exact_gradient(entries, ord), rtol=4 * eps)
+
+    assert_each({key: functools.partial(check, key) for key in fns})
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype_name", ["bfloat16", "float32", "float64"])
+def test_norm_of_a_huge_step_is_not_zero(dtype_name, mode):
+    """The convergence reproducer: SGD with lr=3 on ½‖w‖² diverges to steps above 2^126 in
+    float32 (8.5e37), whose norm came out 0 (``1/m`` subnormal, flushed), so it "converged".
+    The same above 2^1022 in float64."""
+    scale = 1e308 if dtype_name == "float64" else 1e38
+    step = {
+        "w": jnp.asarray([scale, scale], dtype_name),
+        "b": jnp.asarray([-scale / 10, scale / 4, scale / 10], dtype_name),
+    }
+    got = run(mode, lambda s: [global_norm(s), global_norm(s, 3), vector_norm(s["w"])], step)
+    flat, w = np.r_[as64(step["w"]), as64(step["b"])], as64(step["w"])
+    expected = [reference_norm(flat, 2), reference_norm(flat, 3), reference_norm(w, 2)]
+    rtol = 2 * float(jnp.finfo(dtype_name).eps)
+    np.testing.assert_allclose(as64(jnp.stack(got)), expected, rtol=rtol)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype_name", FLOAT_DTYPES)
+def test_empty_axes(dtype_name, mode):
+    """Every p-norm over an empty axis is 0 with gradient 0 (torch); ±inf raise there
+    (torch too); empty leaves take no part in global_norm; matrices without rows or
+    columns have norm 0 unless the norm is a minimum over nothing."""
+    empty, tall, wide = (jnp.zeros(s, dtype_name) for s in [(0,), (3, 0), (0, 3)])
+    leaf = jnp.asarray([3.0, -4.0], dtype_name)
+    ords = [*P_ORDS, 0]
+
+    def values(empty, tall, wide, leaf):
+        out = {f"vector ord={o}": vector_norm(empty, o) for o in ords}
+        out |= {f"vector rows ord={o}": vector_norm(tall, o, axis=-1) for o in ords}
+        out |= {f"vector no rows ord={o}": vector_norm(wide, o, axis=-1) for o in VECTOR_ORDS}
+        out |= {
+            f"grad ord={o}": jax.grad(functools.partial(vector_norm, ord=o))(empty) for o in ords
+        }
+        out |= {
+            f"global all empty ord={o}": global_norm({"a": empty, "b": tall}, o)
+            for o in VECTOR_ORDS
+        }
+        out |= {f"global ord={o}": global_norm({"a": empty, "b": leaf}, o) for o in VECTOR_ORDS}
+        out |= {
+            f"matrix {n} ord={o}": matrix_norm(m, o)
+            for n, m in [("0x3", wide), ("3x0", tall)]
+            for o in ["fro", "nuc", 1, 2, INF]
+        }
+        out["matrix 0x3 ord=-1"] = matrix_norm(wide, -1)
+        out["matrix 3x0 ord=-inf"] = matrix_norm(tall, -INF)
+        return out
+
+    got = run(mode, values, empty, tall, wide, leaf)
+    assert got["vector no rows ord=2"].shape == (0,)
+    ordinary = {o: np.linalg.norm([3.0, -4.0], o) for o in VECTOR_ORDS}
+    eps = float(jnp.finfo(dtype_name).eps)
+    for key, value in got.items():
+        assert value.dtype == jnp.dtype(dtype_name), key
+        if key.startswith("global ord="):
+            expected = ordinary[float(key.split("=")[1])]
+            np.testing.assert_allclose(as64(value), expected, rtol=2 * eps, err_msg=key)
+        else:
+            np.testing.assert_array_equal(as64(value), 0.0, key)
+
+    raising = (
+        {f"vector ord={o}": lambda o=o: vector_norm(empty, o) for o in (INF, -INF)}
+        | {f"vector rows ord={o}": lambda o=o: vector_norm(tall, o, axis=-1) for o in (INF, -INF)}
+        | {
+            "matrix 0x3 ord=-2": lambda: matrix_norm(wide, -2),
+            "matrix 3x0 ord=-2": lambda: matrix_norm(tall, -2),
+            "matrix 3x0 ord=-1": lambda: matrix_norm(tall, -1),
+            "matrix 0x3 ord=-inf": lambda: matrix_norm(wide, -INF),
+        }
+    )
+    for call in raising.values():
+        with pytest.raises(ValueError, match="`ord`"):
+            run(mode, call)
+
+
+def test_p_norm_jvp_check_grads(rng):
+    """The one custom JVP of the p-norms (p != 1): other orders, kept axes, several leaves."""
+    x = generic_point(rng, (3, 4))
+    tree = {"w": generic_point(rng, (2, 3)), "b": generic_point(rng, (3,))}
+
+    def norms(v: jax.Array, t: dict) -> dict[str, jax.Array]:
+        out = {f"ord={o}": vector_norm(v, o, axis=0, keepdims=True) for o in (1.5, 2, 8)}
+        return out | {f"global ord={o}": global_norm(t, o) for o in (0.5, 3)}
+
+    check_grads64(norms, (x, tree), order=2, jit=True)

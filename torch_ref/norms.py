@@ -6,9 +6,16 @@ conventions that raw torch lacks are added here:
 * no spurious overflow or underflow (BLAS ``nrm2`` semantics): torch computes
   ``‖[1e20, 1e20]‖₂`` in float32 as ``inf`` and ``‖[1e-300] * 4‖₂`` in float64 as
   ``0``; where the plain result is infinite or too small to be accurate, the input
-  is rescaled by its largest magnitude (``‖x‖ = m ‖x / m‖``, exact with ``m`` constant);
+  is rescaled by its largest magnitude (``‖x‖ = m ‖x / m‖``, exact with ``m`` constant;
+  torch divides exactly and keeps subnormals, so no power-of-two scaling is needed);
+* NaN in, NaN out: ``ord=0`` of a vector with a NaN is NaN (torch counts the NaN as
+  a non-zero), and ``"nuc"``, ``2``, ``-2`` of a matrix with a NaN are NaN (torch's
+  SVD raises); an infinite entry makes ``"nuc"`` and ``2`` infinite (torch: NaN);
 * at an all-zero matrix the singular-value norms (``"nuc"``, ``2``, ``-2``) have
   gradient 0 (torch returns a ``U Vᵀ`` subgradient there);
+* empty reductions: every p-norm is 0 (as torch); ``ord=±inf`` over an empty axis and
+  matrix norms that are a minimum over nothing raise a ``ValueError`` (torch raises a
+  ``RuntimeError`` or an ``IndexError``); ``global_norm`` of a tree without entries is 0;
 * bf16/fp16 inputs are reduced in float32 and returned in the input dtype;
 * integer inputs raise a ``TypeError`` naming the argument.
 
@@ -102,18 +109,34 @@ def _check_vector_ord(ord: Any) -> float:
     return ord
 
 
+def _check_nonempty(ord: float, size: int, fn_name: str, what: str) -> None:
+    """``ValueError`` for the ``±inf`` norm over no entries (jaxreg's message)."""
+    if size == 0 and math.isinf(ord):
+        extreme = "largest" if ord > 0 else "smallest"
+        raise ValueError(
+            f"`{fn_name}` with `ord`={ord} over {what} has no value (the {extreme} of no "
+            f"magnitudes; torch.linalg.vector_norm raises too); reduce over a non-empty "
+            f"axis, or use a p-norm, which is 0 there."
+        )
+
+
 def _vector_norm(x: torch.Tensor, ord: float, axes: tuple[int, ...], keepdims: bool):
     """``torch.linalg.vector_norm`` of ``x`` (already in its compute dtype), rescaled
     by the largest magnitude where the plain result overflowed or underflowed."""
     plain = torch.linalg.vector_norm(x, ord, dim=axes, keepdim=True)
-    if ord in (0.0, 1.0, math.inf, -math.inf) or x.numel() == 0:
+    if ord == 0.0:
+        # NaN in, NaN out (torch counts a NaN as a non-zero entry).
+        plain = plain + torch.where(torch.isnan(x), x, 0.0).sum(dim=axes, keepdim=True)
+    size = math.prod(x.shape[a] for a in axes)
+    if ord in (0.0, 1.0, math.inf, -math.inf) or size == 0:
         # No powers of |x|: nothing to overflow or underflow.
         return plain if keepdims else plain.squeeze(axes)
     finfo = torch.finfo(x.dtype)
-    # Below this the sum of p-th powers lies under tiny/eps: digits lost to underflow.
-    threshold = (finfo.tiny / finfo.eps) ** (1.0 / ord)
+    # Below this the sum of p-th powers lies under n·tiny/eps: digits lost to underflow.
+    threshold = (size * finfo.tiny / finfo.eps) ** (1.0 / ord)
     with torch.no_grad():
         m = torch.amax(x.abs(), dim=axes, keepdim=True)
+        # A NaN row fails every test and keeps its plain (NaN) value.
         needs = (torch.isinf(plain) | (plain < threshold)) & (m > 0) & torch.isfinite(m)
     if bool(needs.any()):
         # ‖x‖ = m ‖x / m‖ with m the largest magnitude (held constant: the identity is exact).
@@ -141,6 +164,9 @@ def vector_norm(
     does (``‖[1e20, 1e20]‖₂`` is ``inf`` in float32); here the input is then
     rescaled by its largest magnitude, so the result is exact where representable.
     At an all-zero input the value and the gradient are 0 for every ``ord`` (as in torch).
+    A NaN entry makes the norm NaN for every ``ord`` (torch's ``ord=0`` counts it as a
+    non-zero). Over an empty axis every p-norm is 0 and ``ord=±inf`` raises a
+    ``ValueError`` (torch: ``RuntimeError``).
 
     Args:
       x: a real floating tensor, any shape.
@@ -162,6 +188,8 @@ def vector_norm(
     x = _as_float(x, "x")
     ord = _check_vector_ord(ord)
     axes = _normalize_axes(axis, x.ndim)
+    size = math.prod(x.shape[a] for a in axes)
+    _check_nonempty(ord, size, "vector_norm", f"axis {axes} of shape {tuple(x.shape)}")
     return _vector_norm(_upcast(x), ord, axes, keepdims).to(x.dtype)
 
 
@@ -169,7 +197,8 @@ def global_norm(tree: Any, ord: Ord = 2) -> torch.Tensor:
     r"""The vector norm of all leaves of a pytree taken together, as one flat vector.
 
     Mirrors :func:`jaxreg.norms.global_norm` (torch has no pytree norm; this is
-    ``vector_norm`` of the concatenated, flattened leaves).
+    ``vector_norm`` of the concatenated, flattened leaves). A tree without entries has
+    norm 0 for every ``ord``.
 
     .. math::
         \|\theta\|_p = \Big(\sum_{\text{leaves } w} \sum_i |w_i|^p\Big)^{1/p}
@@ -193,6 +222,9 @@ def global_norm(tree: Any, ord: Ord = 2) -> torch.Tensor:
         return torch.zeros(())
     dtype = functools.reduce(torch.promote_types, [leaf.dtype for leaf in leaves])
     flat = torch.cat([leaf.reshape(-1).to(_compute_dtype(dtype)) for leaf in leaves])
+    if flat.numel() == 0:
+        # A tree without entries: 0 for every ord (jaxreg; torch raises for ±inf).
+        return torch.zeros((), dtype=dtype)
     return _vector_norm(flat, ord, (0,), False).to(dtype)
 
 
@@ -218,7 +250,11 @@ def matrix_norm(
 
     Where raw torch differs: at an all-zero matrix torch's ``"nuc"``, ``2`` and
     ``-2`` gradients are ``U Vᵀ``-style subgradients (non-zero); here they are 0.
-    ``"fro"`` goes through :func:`vector_norm`, so it does not overflow.
+    ``"fro"`` goes through :func:`vector_norm`, so it does not overflow. A NaN entry
+    gives NaN for every ``ord`` (torch's SVD raises for ``"nuc"``, ``2``, ``-2``); an
+    infinite entry gives ``inf`` for ``"nuc"`` and ``2`` (torch: NaN). Where the norm
+    is a minimum over nothing (``-2`` of an empty matrix, ``-1`` without columns,
+    ``-inf`` without rows) a ``ValueError`` is raised (torch: ``IndexError``).
 
     Args:
       x: a real floating tensor with at least two dimensions.
@@ -248,15 +284,43 @@ def matrix_norm(
     row, col = (_normalize_axis(a, x.ndim) for a in axis)
     if row == col:
         raise ValueError(f"`axis` must name two different axes, got {axis}.")
+    _check_nonempty_matrix(ord, tuple(x.shape), row, col)
     if ord == "fro":
         return vector_norm(x, 2, (row, col), keepdims)
     work = _upcast(x)
-    if ord in ("nuc", 2, -2):
-        # At an all-zero matrix hold x constant: value 0, gradient 0 (torch: U Vᵀ).
-        zero = torch.all(work == 0, dim=(row, col), keepdim=True)
-        work = torch.where(zero, work.detach(), work)
-    out = torch.linalg.matrix_norm(work, ord, dim=(row, col), keepdim=keepdims)
+    if ord not in ("nuc", 2, -2) or x.shape[row] == 0 or x.shape[col] == 0:
+        return torch.linalg.matrix_norm(work, ord, dim=(row, col), keepdim=keepdims).to(x.dtype)
+    # At an all-zero matrix hold x constant: value 0, gradient 0 (torch: U Vᵀ). A matrix
+    # with a NaN or inf entry goes to the SVD as zeros (torch's SVD raises on NaN) and
+    # its value is set afterwards: NaN (a NaN entry), inf ("nuc" and 2: σ_max >= max|x|)
+    # or NaN (-2 with an inf entry).
+    with torch.no_grad():
+        m = torch.amax(work.abs(), dim=(row, col), keepdim=True)
+        special = ~torch.isfinite(m)
+        value = torch.where(torch.isinf(m), math.nan if ord == -2 else math.inf, m)
+    held = (m == 0) | special
+    work = torch.where(held, torch.where(special, 0.0, work).detach(), work)
+    out = torch.linalg.matrix_norm(work, ord, dim=(row, col), keepdim=True)
+    out = torch.where(special, value, out)
+    if not keepdims:
+        out = out.squeeze((row, col))
     return out.to(x.dtype)
+
+
+def _check_nonempty_matrix(ord: Ord, shape: tuple[int, ...], row: int, col: int) -> None:
+    """``ValueError`` where a matrix norm takes a minimum over nothing (jaxreg's message)."""
+    empty = (
+        (ord == -2 and min(shape[row], shape[col]) == 0)  # no singular values
+        or (ord == -1 and shape[col] == 0)  # no columns
+        or (ord == -math.inf and shape[row] == 0)  # no rows
+    )
+    if empty:
+        raise ValueError(
+            f"`matrix_norm` with `ord`={ord} of matrices of shape "
+            f"{(shape[row], shape[col])} (axes {(row, col)} of {shape}) has no value: it is "
+            f"a minimum over nothing (torch.linalg.matrix_norm raises too); the norms "
+            f"'fro', 'nuc', 1, 2 and inf are 0 there."
+        )
 
 
 # --- conveniences ----------------------------------------------------------------
