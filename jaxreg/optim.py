@@ -11,18 +11,35 @@ Every optimizer here is a short :func:`optax.chain` of small pieces, like optax'
   proximal map of a penalty; :func:`proximal_sgd` is ISTA.
 
 Weight-decay masks work like torch parameter groups with ``weight_decay=0``: a leaf
-whose mask is False is still stepped, it only gets no decay (``optax.masked`` would
-instead pass it through untransformed, i.e. not step it at all).
+whose mask is False is still stepped, it only gets no decay (as with
+``optax.add_decayed_weights(wd, mask=...)``; wrapping a whole optimizer in
+``optax.masked`` would instead leave such leaves unstepped). The masking is our own
+rather than ``optax.masked`` for three reasons: torch's exact order and rounding (the
+decay ``g + λ·w`` enters before SGD's momentum and Adam's moments, or after Adam's
+direction for AdamW); elementwise boolean masks, which ``optax.masked`` cannot take (it
+branches on each mask leaf in Python); and one resolver shared with the penalties
+(:mod:`jaxreg._masks`): masks matched to the params by path, nnx States and filters
+(``mask=nnx.PathContains("kernel")``), errors that name the first mismatching path. Under
+``nnx.Optimizer(model, tx, wrt=nnx.Param)``, ``tx.init`` sees Variables and
+``tx.update`` plain arrays; path matching makes a mask work for both.
 
 Proximal steps produce exact zeros. A subgradient L1 penalty added to the loss never
 does: its iterates oscillate around zero with amplitude ``lr·strength``, so sparsity
 needs the proximal map (soft-thresholding).
 
-Hyperparameters may be JAX arrays, traced or not (``optax.inject_hyperparams`` works);
-the checks that need their values are then skipped. Learning-rate schedules are called
-with a count of JAX's default integer type, so under x64 a float64 run gets a float64
-learning rate, as torch's ``LambdaLR`` computes in Python floats (optax's own int32
-count makes most optax schedules float32).
+Every numeric hyperparameter (``learning_rate``, ``momentum``, ``dampening``,
+``weight_decay``, ``b1``, ``b2``, ``eps``, ``strength``, ``l1_ratio``, ``l1``, ``l2``) may be
+a JAX array, traced or not: ``jax.jit(lambda lr: sgd(lr).update(...))`` compiles once for
+every value, and ``optax.inject_hyperparams`` works, with results equal to the Python
+float call (a Python ``0`` skips work that torch skips; an array zero takes a ``where``
+with the same result). The checks that need values are skipped for traced ones. Masks go
+in ``static_args`` (``inject_hyperparams`` would take a callable mask for a schedule):
+``optax.inject_hyperparams(jaxreg.adamw, static_args=("mask",))(learning_rate=1e-3,
+weight_decay=1e-2, mask=jaxreg.weights_only)``. ``nesterov`` chooses the code path.
+
+Learning-rate schedules are called with a count of JAX's default integer type, so under
+x64 a float64 run gets a float64 learning rate, as torch's ``LambdaLR`` computes in Python
+floats (optax's own int32 count makes most optax schedules float32).
 """
 
 from __future__ import annotations
@@ -36,13 +53,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxreg import _masks
 from jaxreg._numerics import (
     check_in_unit_interval,
     check_nonnegative,
     is_concrete,
     normalize_axis,
 )
-from jaxreg.penalties import resolve_mask
 
 __all__ = [
     "sgd",
@@ -54,31 +71,52 @@ __all__ = [
     "proximal_sgd",
 ]
 
-ScalarOrSchedule = float | Callable[[jax.Array], Any]
-MaskOrFn = Any  # a pytree of bools like params, or a callable params -> such a pytree
+Scalar = float | jax.Array  # a Python number or a JAX array, traced or not
+ScalarOrSchedule = Scalar | Callable[[jax.Array], Any]
+MaskOrFn = Any  # None, a pytree of bools / boolean arrays, params -> mask, or an nnx filter
 
 
 # --------------------------------------------------------------------------- internals
 
 
-def _select(m: Any, if_true: Callable[[], jax.Array], if_false: jax.Array) -> jax.Array:
-    """``if_true()`` where the mask leaf ``m`` is True, else ``if_false``.
+def _map_selected(
+    mask: MaskOrFn | None,
+    fn: Callable[[jax.Array, jax.Array], jax.Array],
+    updates: Any,
+    params: Any,
+    remembered: _masks.Remembered,
+) -> Any:
+    """``fn(u, p)`` on the selected leaves (entries) of ``updates``, ``u`` elsewhere.
 
-    A Python bool is resolved statically (``if_true`` is not even traced for False leaves);
-    a boolean array selects elementwise.
+    Through the one resolver: a False leaf is not computed on; an elementwise mask is a
+    double where (``fn`` sees unselected entries of ``u`` and ``p`` as zeros).
+    ``remembered`` holds what ``init`` resolved from nnx Variables (see ``MaskState``).
     """
-    if isinstance(m, bool | np.bool_):
-        return if_true() if m else if_false
-    return jnp.where(jnp.asarray(m, dtype=bool), if_true(), if_false)
+    selections = [e.selection for e in _masks.resolve(params, mask, remembered=remembered)]
+    flat, treedef = jax.tree.flatten(updates)
+    out = [
+        _masks.select(k, fn, u, u, p)
+        for u, p, k in zip(flat, jax.tree.leaves(params), selections, strict=True)
+    ]
+    return jax.tree.unflatten(treedef, out)
 
 
 def _check_learning_rate(learning_rate: ScalarOrSchedule, name: str = "learning_rate") -> None:
     check_nonnegative(learning_rate, name)
 
 
-def _known_zero(x: Any) -> bool:
-    """True when ``x`` is statically zero (a Python number or concrete array, not traced)."""
-    return is_concrete(x) and not callable(x) and float(x) == 0
+def _is_number(x: Any) -> bool:
+    """A Python (or NumPy) number: decided in Python. Arrays, traced or not, are data."""
+    return isinstance(x, int | float | np.number)
+
+
+def _unless_zero(x: Any, if_zero: jax.Array, compute: Callable[[], jax.Array]) -> jax.Array:
+    """``compute()``, or ``if_zero`` where the hyperparameter ``x`` is 0 (torch's
+    ``if x != 0``). A Python number decides in Python; an array takes a ``where`` with the
+    same result, so a traced 0 gives what a Python 0 gives (NaN computes)."""
+    if _is_number(x):
+        return if_zero if x == 0 else compute()
+    return jnp.where(jnp.asarray(x) == 0, if_zero, compute())
 
 
 def _lr_at(learning_rate: ScalarOrSchedule, count: jax.Array) -> Any:
@@ -103,23 +141,37 @@ def _require_params(params: Any, name: str) -> None:
         )
 
 
+class MaskState(NamedTuple):
+    """What ``init`` resolved of the mask (static: the flags of a Variable-type filter,
+    which ``update`` cannot see on the plain arrays ``nnx.Optimizer`` passes it)."""
+
+    mask: _masks.Remembered
+
+
+class ProximalState(NamedTuple):
+    """The number of updates applied so far (for schedules) and the resolved mask."""
+
+    count: jax.Array
+    mask: _masks.Remembered
+
+
 class CountState(NamedTuple):
     """The number of updates applied so far (for learning-rate schedules)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # (optax's name; shadows tuple.count)
 
 
 class TorchMomentumState(NamedTuple):
     """torch's momentum buffer and the number of updates applied so far."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # (optax's name; shadows tuple.count)
     momentum_buffer: Any
 
 
 class TorchAdamState(NamedTuple):
     """torch Adam's step count and first and second moments (``exp_avg``, ``exp_avg_sq``)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # (optax's name; shadows tuple.count)
     mu: Any
     nu: Any
 
@@ -147,20 +199,18 @@ def add_decayed_weights(
     check_nonnegative(weight_decay, "weight_decay")
 
     def init_fn(params):
-        resolve_mask(params, mask)
-        return optax.EmptyState()
+        return MaskState(_masks.remember(params, mask))
 
     def update_fn(updates, state, params=None):
         _require_params(params, "add_decayed_weights")
-        if _known_zero(weight_decay):
+        if _is_number(weight_decay) and weight_decay == 0:
             return updates, state
-        m = resolve_mask(params, mask)
 
-        def one(u, p, k):
+        def decay(u, p):
             # torch: grad.add(param, alpha=weight_decay), i.e. g + wd * p.
-            return _select(k, lambda: u + _scalar(weight_decay, p) * p, u)
+            return _unless_zero(weight_decay, u, lambda: u + _scalar(weight_decay, p) * p)
 
-        return jax.tree.map(one, updates, params, m), state
+        return _map_selected(mask, decay, updates, params, state.mask), state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -197,9 +247,12 @@ def trace_torch_momentum(
         b_1 = g_1, \quad b_t = \mu b_{t-1} + (1 - \tau) g_t, \quad
         d_t = g_t + \mu b_t \text{ (nesterov) or } b_t
 
-    With ``momentum == 0`` this is the identity (as torch, whatever ``dampening`` is).
+    With ``momentum == 0`` the direction is the gradient (as torch, whatever ``dampening``
+    is); a Python ``0`` makes this the identity, with no buffer in the state, while an
+    array momentum (traced, or from ``optax.inject_hyperparams``) keeps the buffer, so the
+    state has the same structure whatever value it takes.
     """
-    if _known_zero(momentum):
+    if _is_number(momentum) and momentum == 0:
         return optax.identity()
 
     def init_fn(params):
@@ -216,9 +269,8 @@ def trace_torch_momentum(
 
         def direction(g, b):
             mu = _scalar(momentum, g)
-            out = _where_flag(nesterov, lambda: g + mu * b, b)
-            # A traced momentum may be 0 at run time: torch then uses the gradient itself.
-            return out if is_concrete(momentum) else jnp.where(mu == 0, g, out)
+            # An array momentum may be 0 at run time: torch then uses the gradient itself.
+            return _unless_zero(momentum, g, lambda: _where_flag(nesterov, lambda: g + mu * b, b))
 
         buf = jax.tree.map(buffer, updates, state.momentum_buffer)
         out = jax.tree.map(direction, updates, buf)
@@ -293,19 +345,15 @@ def proximal_step(
     _check_learning_rate(learning_rate)
 
     def init_fn(params):
-        resolve_mask(params, mask)
-        return CountState(_zero_count())
+        return ProximalState(_zero_count(), _masks.remember(params, mask))
 
     def update_fn(updates, state, params=None):
         _require_params(params, "proximal step")
         lr = _lr_at(learning_rate, state.count)
-        m = resolve_mask(params, mask)
-
-        def one(u, p, k):
-            return _select(k, lambda: prox(p + u, lr) - p, u)
-
-        updates = jax.tree.map(one, updates, params, m)
-        return updates, CountState(optax.safe_increment(state.count))
+        # With an elementwise mask, unselected entries are zeros for the prox (so a
+        # group's norm is over its selected entries) and keep the optimizer's update.
+        updates = _map_selected(mask, lambda u, p: prox(p + u, lr) - p, updates, params, state.mask)
+        return updates, ProximalState(optax.safe_increment(state.count), state.mask)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -322,12 +370,12 @@ def soft_threshold(z: jax.Array, threshold: Any) -> jax.Array:
 
 def _l1_l2_prox(l1: Any, l2: Any) -> Callable[[jax.Array, Any], jax.Array]:
     """The prox of ``lr·(l1·‖w‖₁ + l2·½‖w‖²)``: soft-threshold by ``lr·l1``, then divide
-    by ``1 + lr·l2`` (each skipped when its strength is statically zero)."""
+    by ``1 + lr·l2`` (each skipped where its strength is zero, as torch_ref does)."""
 
     def prox(z, lr):
         lr = _wide(lr)
-        out = z if _known_zero(l1) else soft_threshold(z, lr * _wide(l1))
-        return out if _known_zero(l2) else out / _scalar(1 + lr * _wide(l2), z)
+        out = _unless_zero(l1, z, lambda: soft_threshold(z, lr * _wide(l1)))
+        return _unless_zero(l2, out, lambda: out / _scalar(1 + lr * _wide(l2), z))
 
     return prox
 
@@ -344,11 +392,12 @@ def _group_prox(strength: Any, axis: int) -> Callable[[jax.Array, Any], jax.Arra
         ax = normalize_axis(axis, z.ndim)
         t = _scalar(_wide(lr) * _wide(strength) * math.sqrt(z.shape[ax]), z)
         sumsq = jnp.sum(z * z, axis=ax, keepdims=True)
-        keep = sumsq > t * t
+        # Written so that a NaN (in the group or in t) takes the computing branch.
+        drop = sumsq <= t * t
         # Double where: the square root and the division only see kept (nonzero) groups,
-        # so neither the value nor its gradient can be NaN.
-        norm = jnp.sqrt(jnp.where(keep, sumsq, jnp.ones_like(sumsq)))
-        scale = jnp.where(keep, 1 - t / norm, jnp.zeros_like(norm))
+        # so neither the value nor its gradient can be NaN at finite inputs.
+        norm = jnp.sqrt(jnp.where(drop, jnp.ones_like(sumsq), sumsq))
+        scale = jnp.where(drop, jnp.zeros_like(norm), 1 - t / norm)
         return z * jnp.broadcast_to(scale, z.shape)
 
     return prox
@@ -360,9 +409,9 @@ def _group_prox(strength: Any, axis: int) -> Callable[[jax.Array, Any], jax.Arra
 def sgd(
     learning_rate: ScalarOrSchedule,
     *,
-    momentum: float = 0.0,
-    dampening: float = 0.0,
-    weight_decay: float = 0.0,
+    momentum: Scalar = 0.0,
+    dampening: Scalar = 0.0,
+    weight_decay: Scalar = 0.0,
     nesterov: bool = False,
     mask: MaskOrFn | None = None,
 ) -> optax.GradientTransformation:
@@ -380,10 +429,14 @@ def sgd(
       dampening: ``τ`` in [0, 1] (torch applies it from the second step on).
       weight_decay: ``λ >= 0``, added to the gradient *before* momentum (coupled L2,
         the gradient of ``λ·l2_penalty``).
-      nesterov: Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0`` (as torch).
-      mask: which leaves get weight decay: a pytree of bools like the params, or a
-        callable on the params returning one (e.g. ``weights_only``). False leaves are
-        a torch param group with ``weight_decay=0``: they are still stepped.
+      nesterov: Nesterov momentum, a code-path flag (a Python bool); needs
+        ``momentum > 0`` and ``dampening == 0`` (as torch).
+      mask: which leaves (or entries) get weight decay: ``None`` (all), a pytree of bools
+        matched to the params by path (boolean arrays as leaves select entries), a
+        callable on the params returning one (e.g. ``weights_only``), or an nnx filter
+        (``nnx.PathContains("kernel")``). False leaves are a torch param group with
+        ``weight_decay=0``: they are still stepped. Under ``optax.inject_hyperparams``
+        list it in ``static_args``.
 
     Returns:
       An :class:`optax.GradientTransformation`; its updates are ``w_{t+1} - w_t``.
@@ -425,10 +478,10 @@ def _check_adam(b1: Any, b2: Any, eps: Any) -> None:
 def adam(
     learning_rate: ScalarOrSchedule = 1e-3,
     *,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
+    b1: Scalar = 0.9,
+    b2: Scalar = 0.999,
+    eps: Scalar = 1e-8,
+    weight_decay: Scalar = 0.0,
     mask: MaskOrFn | None = None,
 ) -> optax.GradientTransformation:
     r"""Adam exactly as ``torch.optim.Adam``, with coupled L2 (``weight_decay`` added to g).
@@ -469,10 +522,10 @@ def adam(
 def adamw(
     learning_rate: ScalarOrSchedule = 1e-3,
     *,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    weight_decay: float = 1e-2,
+    b1: Scalar = 0.9,
+    b2: Scalar = 0.999,
+    eps: Scalar = 1e-8,
+    weight_decay: Scalar = 1e-2,
     mask: MaskOrFn | None = None,
 ) -> optax.GradientTransformation:
     r"""AdamW exactly as ``torch.optim.AdamW``: decoupled decay, multiplied by the learning rate.
@@ -511,7 +564,7 @@ def adamw(
 
 
 def l1_proximal(
-    strength: float, learning_rate: ScalarOrSchedule, *, mask: MaskOrFn | None = None
+    strength: Scalar, learning_rate: ScalarOrSchedule, *, mask: MaskOrFn | None = None
 ) -> optax.GradientTransformation:
     r"""Soft-thresholding after the step: the proximal map of ``strength·‖w‖₁``.
 
@@ -525,7 +578,8 @@ def l1_proximal(
     Args:
       strength: ``s >= 0``.
       learning_rate: ``η`` of the step this follows (float or schedule).
-      mask: leaves to threshold (others are left as the optimizer set them).
+      mask: leaves (or entries) to threshold, in any form :func:`sgd` takes; the others
+        are left as the optimizer set them.
 
     Returns:
       An :class:`optax.GradientTransformation`.
@@ -543,10 +597,10 @@ def l1_proximal(
 
 
 def elastic_net_proximal(
-    strength: float,
+    strength: Scalar,
     learning_rate: ScalarOrSchedule,
     *,
-    l1_ratio: float = 0.5,
+    l1_ratio: Scalar = 0.5,
     mask: MaskOrFn | None = None,
 ) -> optax.GradientTransformation:
     r"""The proximal map of ``strength·(ρ‖w‖₁ + (1-ρ)·½‖w‖²)`` (sklearn's elastic net).
@@ -559,7 +613,7 @@ def elastic_net_proximal(
       strength: ``s >= 0``.
       learning_rate: ``η`` of the step this follows (float or schedule).
       l1_ratio: ``ρ`` in [0, 1]; 1 is :func:`l1_proximal`.
-      mask: leaves to regularize.
+      mask: leaves (or entries) to regularize, in any form :func:`sgd` takes.
 
     Returns:
       An :class:`optax.GradientTransformation`.
@@ -579,7 +633,7 @@ def elastic_net_proximal(
 
 
 def group_lasso_proximal(
-    strength: float,
+    strength: Scalar,
     learning_rate: ScalarOrSchedule,
     *,
     axis: int = -1,
@@ -598,7 +652,9 @@ def group_lasso_proximal(
       strength: ``s >= 0``.
       learning_rate: ``η`` of the step this follows (float or schedule).
       axis: the axis reduced within a group.
-      mask: leaves to regularize (scalar leaves must be masked out).
+      mask: leaves (or entries) to regularize, in any form :func:`sgd` takes (scalar
+        leaves must be masked out). With an elementwise mask a group's norm is over its
+        selected entries.
 
     Returns:
       An :class:`optax.GradientTransformation`.
@@ -619,8 +675,8 @@ def group_lasso_proximal(
 def proximal_sgd(
     learning_rate: ScalarOrSchedule,
     *,
-    l1: float = 0.0,
-    l2: float = 0.0,
+    l1: Scalar = 0.0,
+    l2: Scalar = 0.0,
     mask: MaskOrFn | None = None,
 ) -> optax.GradientTransformation:
     r"""ISTA: a gradient step, then the prox of ``l1·‖w‖₁ + l2·½‖w‖²``.
@@ -635,7 +691,8 @@ def proximal_sgd(
     Args:
       learning_rate: ``η``, a non-negative float or an optax schedule.
       l1, l2: non-negative strengths.
-      mask: leaves excluded from the regularizer (never from the step).
+      mask: leaves (or entries) that get the regularizer, in any form :func:`sgd` takes;
+        the others are stepped without it.
 
     Returns:
       An :class:`optax.GradientTransformation`.

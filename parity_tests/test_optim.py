@@ -498,3 +498,18 @@ def test_prox_steps_give_the_same_exact_zeros():
     got = np.asarray(optax.apply_updates(params, updates))
     np.testing.assert_array_equal(got == 0, t.numpy() == 0)
     np.testing.assert_array_equal(got == 0, [True, True, False, False])
+
+
+def test_group_prox_nan_takes_the_computing_branch_on_both_sides():
+    """A NaN in a group makes the whole group NaN (never a zeroed group); small groups
+    still become exact zeros."""
+    z = np.array([[np.nan, 1.0], [3.0, 4.0], [0.01, 0.0]])
+    t = torch.from_numpy(z.copy())
+    topt.group_lasso_proximal([t], 1.0, 0.1).step()
+    opt = optim.group_lasso_proximal(1.0, 0.1)
+    params = jnp.asarray(z)
+    updates, _ = opt.update(jnp.zeros_like(params), opt.init(params), params)
+    got = np.asarray(optax.apply_updates(params, updates))
+    for out in (got, t.numpy()):
+        assert np.all(np.isnan(out[0])) and np.all(out[2] == 0) and np.all(np.isfinite(out[1]))
+    np.testing.assert_allclose(got[1], t.numpy()[1], rtol=1e-15)

@@ -3,7 +3,8 @@
 Values and gradients (VJPs) w.r.t. every leaf, in float32 and float64, on every
 available device: L1, L2, elastic net and group lasso over a pytree (nested dicts
 and lists, 1-D, 2-D and 3-D leaves, exact zeros and an all-zero group), with
-masks given as trees or as the ``weights_only`` callable. torch has no penalty
+masks given as trees, as the ``weights_only`` callable, or with boolean arrays as
+leaves (elementwise). torch has no penalty
 functions, so torch_ref is the only reference; edge cases (zero groups, masks,
 errors) and generated trees follow.
 """
@@ -75,6 +76,28 @@ def masked(module):
     ]
 
 
+def elementwise(module):
+    """Boolean arrays as mask leaves (the last two inputs): entries of the kernel, columns
+    of the conv; unselected entries count as zeros, on both sides."""
+
+    def fn(kernel, bias, conv, kernel_mask, conv_mask):
+        mask = {"dense": {"kernel": kernel_mask, "bias": False}, "blocks": [{"conv": conv_mask}]}
+        params = tree(kernel, bias, conv)
+        return [
+            module.l1_penalty(params, mask=mask),
+            module.l2_penalty(params, mask=mask),
+            module.elastic_net_penalty(params, l1_ratio=0.3, mask=mask),
+            module.group_lasso_penalty(params, axis=0, mask=mask),
+        ]
+
+    return fn
+
+
+def leaves_and_entry_masks(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    kernel_mask = np.array([[1, 0, 1, 1], [0, 0, 1, 0], [1, 1, 0, 1]], dtype=bool)
+    return (*leaves(rng), kernel_mask, np.array([True, False]))
+
+
 CASES = [
     ParityCase("penalties.l1_penalty", *pair("l1_penalty"), leaves, grad_argnums=LEAVES),
     ParityCase("penalties.l2_penalty", *pair("l2_penalty"), leaves, grad_argnums=LEAVES),
@@ -104,6 +127,13 @@ CASES = [
         leaves,
         grad_argnums=LEAVES,
         dtypes=("float64",),  # the penalties above, masked, in float64 only
+    ),
+    ParityCase(
+        "penalties.elementwise_masks",
+        elementwise(jp),
+        elementwise(tp),
+        leaves_and_entry_masks,
+        grad_argnums=LEAVES,
     ),
 ]
 

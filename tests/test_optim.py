@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Lasso
 
 from jaxreg import optim
 from jaxreg.convergence import minimize
 from jaxreg.penalties import l1_penalty, weights_only
+from tests.helpers import assert_finite
+from tests.test_penalties import MASKS, BatchNormNet, make_params
 
 
 def _diabetes():
@@ -39,7 +44,7 @@ def test_proximal_sgd_reaches_sklearn_lasso_with_the_same_exact_zeros():
 
     for alpha in (0.1, 1.0):
         want = Lasso(alpha, fit_intercept=False, tol=1e-14, max_iter=10**6).fit(X, y).coef_
-        w, steps, _ = ista(alpha)
+        w, steps, _, _ = ista(alpha)
         assert int(steps) < 20_000
         np.testing.assert_allclose(w, want, rtol=0, atol=1e-10 * np.max(np.abs(want)))
         np.testing.assert_array_equal(np.asarray(w) == 0, want == 0)
@@ -144,11 +149,14 @@ def test_low_precision_params_keep_their_dtype(dtype, make):
 
 def test_mask_structure_mismatch_names_mask():
     opt = optim.sgd(0.1, weight_decay=0.1, mask={"w": True})
-    with pytest.raises(ValueError, match="`mask`"):
+    with pytest.raises(ValueError, match=r"`mask` has no entry for params\['b'\]"):
         opt.init({"w": jnp.ones(2), "b": jnp.ones(2)})
     opt = optim.l1_proximal(0.1, 0.1, mask=lambda p: [True])
-    with pytest.raises(ValueError, match="`mask`"):
+    with pytest.raises(ValueError, match=r"`mask` has no entry for params\['w'\]"):
         opt.init({"w": jnp.ones(2)})
+    opt = optim.adamw(0.1, mask={"w": jnp.array([True, False])})
+    with pytest.raises(ValueError, match=r"`mask` leaf at \['w'\] has shape \(2,\)"):
+        opt.init({"w": jnp.ones((2, 3))})
 
 
 @pytest.mark.parametrize(
@@ -187,3 +195,370 @@ def test_proximal_steps_need_params():
     opt = optim.l1_proximal(1.0, 0.1)
     with pytest.raises(ValueError, match="params"):
         opt.update(jnp.zeros(2), opt.init(jnp.zeros(2)))
+
+
+# --------------------------------------------------------------------------- masks
+
+LR = 0.1
+
+
+def _sgd_then(prox: Callable[..., optax.GradientTransformation], strength: float, **kw):
+    return (
+        lambda mask: optax.chain(optim.sgd(LR, momentum=0.9), prox(strength, LR, mask=mask, **kw)),
+        optim.sgd(LR, momentum=0.9),
+    )
+
+
+#: name: (make(mask), the optimizer without its regularizer), for the regularized optimizers.
+REGULARIZED: dict[str, tuple[Callable[..., optax.GradientTransformation], Any]] = {
+    "sgd": (
+        lambda mask: optim.sgd(LR, momentum=0.9, dampening=0.1, weight_decay=0.3, mask=mask),
+        optim.sgd(LR, momentum=0.9, dampening=0.1),
+    ),
+    "sgd_nesterov": (
+        lambda mask: optim.sgd(LR, momentum=0.9, nesterov=True, weight_decay=0.3, mask=mask),
+        optim.sgd(LR, momentum=0.9, nesterov=True),
+    ),
+    "adam": (lambda mask: optim.adam(LR, weight_decay=0.3, mask=mask), optim.adam(LR)),
+    "adamw": (
+        lambda mask: optim.adamw(LR, weight_decay=0.3, mask=mask),
+        optim.adamw(LR, weight_decay=0.0),
+    ),
+    "l1_proximal": _sgd_then(optim.l1_proximal, 0.5),
+    "elastic_net_proximal": _sgd_then(optim.elastic_net_proximal, 0.5, l1_ratio=0.7),
+    "group_lasso_proximal": _sgd_then(optim.group_lasso_proximal, 2.0),
+    "proximal_sgd": (lambda mask: optim.proximal_sgd(LR, l1=0.5, l2=0.3, mask=mask), optim.sgd(LR)),
+}
+
+
+def two_updates(opt: optax.GradientTransformation, params, grads):
+    """The second update from the same params and grads (the state has seen one step)."""
+    state = opt.init(params)
+    _, state = opt.update(grads, state, params)
+    return opt.update(grads, state, params)[0]
+
+
+def full_selection(selection, params):
+    """A selection tree (bools or arrays; None for all) as boolean arrays of the leaf shapes."""
+    if selection is None:
+        return jax.tree.map(lambda w: np.ones(np.shape(w), bool), params)
+    return jax.tree.map(lambda s, w: np.broadcast_to(s, np.shape(w)), selection, params)
+
+
+def np_group_prox_update(z, p, selected, threshold):
+    """Block soft-thresholding of the selected entries (rows, the last axis reduced), the
+    unselected entries count as zeros and keep ``z``; returned as an update from ``p``."""
+    zm = np.where(selected, z, 0.0)
+    norm = np.linalg.norm(zm, axis=-1, keepdims=True)
+    scale = np.where(norm <= threshold, 0.0, 1 - threshold / np.where(norm == 0, 1.0, norm))
+    return np.where(selected, zm * scale, z) - p
+
+
+@pytest.mark.parametrize("form", list(MASKS))
+@pytest.mark.parametrize("name", list(REGULARIZED))
+def test_every_mask_form_equals_the_explicit_selection(name, form):
+    """Each mask form selects exactly the entries it stands for: the update is the
+    regularized one there and the unregularized one elsewhere (leaves still stepped)."""
+    params, grads, on, off = _unmasked_updates(name)
+    mask, selection = MASKS[form]
+    selected = full_selection(selection, params)
+    got = two_updates(REGULARIZED[name][0](mask), params, grads)
+    if name == "group_lasso_proximal":  # groups over the selected entries: a NumPy oracle
+        threshold = LR * 2.0 * 2.0  # lr · strength · √4 (every leaf's last axis has size 4)
+        expected = jax.tree.map(
+            lambda p, u, s: np_group_prox_update(p + np.asarray(u), p, s, threshold),
+            params,
+            off,
+            selected,
+        )
+        for p, a, b in zip(*map(jax.tree.leaves, (params, got, expected)), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+            np.testing.assert_array_equal(p + np.asarray(a) == 0, p + b == 0)  # exact zeros
+        return
+    expected = jax.tree.map(np.where, selected, on, off)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_array_equal(a, b)
+    if form == "arrays":  # the test is about something: the selection changes the update
+        assert not np.array_equal(jax.tree.leaves(on)[0], jax.tree.leaves(off)[0])
+
+
+@functools.cache
+def _unmasked_updates(name: str) -> tuple:
+    """Params, grads, and the updates with the regularizer on every leaf and on none."""
+    rng = np.random.default_rng(0)
+    params, grads = make_params(rng), make_params(rng)
+    make, plain = REGULARIZED[name]
+    on, off = two_updates(make(None), params, grads), two_updates(plain, params, grads)
+    return params, grads, on, off
+
+
+def test_traced_elementwise_masks_equal_concrete_ones():
+    """Array masks are data: passed into ``jit`` (Python bools become traced 0-d arrays)."""
+    rng = np.random.default_rng(1)
+    params, grads = make_params(rng), make_params(rng)
+    mask = MASKS["arrays"][0]
+    for make, _ in REGULARIZED.values():
+        want = two_updates(make(mask), params, grads)
+        got = jax.jit(lambda p, g, m, make=make: two_updates(make(m), p, g))(params, grads, mask)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-300)  # jit vs op by op
+
+
+NNX_MASKS = {
+    "full_state": lambda model: weights_only(nnx.state(model)),  # BatchStats ignored
+    "param_state": lambda model: jax.tree.map(lambda w: w.ndim == 2, nnx.state(model, nnx.Param)),
+    "path_filter": lambda model: nnx.PathContains("kernel"),
+    "type_filter": lambda model: nnx.All(nnx.Param, nnx.PathContains("kernel")),
+    "callable": lambda model: weights_only,
+}
+
+
+@functools.cache  # the unmasked runs serve every form
+def _nnx_step(mask_of, weight_decay: float, injected: bool) -> dict:
+    """One ``nnx.Optimizer`` step of AdamW on a model with a BatchNorm (training mode)."""
+    model = BatchNormNet(nnx.Rngs(0))
+    mask = None if mask_of is None else mask_of(model)
+    if injected:
+        tx = optax.inject_hyperparams(optim.adamw, static_args=("mask",))(
+            learning_rate=0.1, weight_decay=weight_decay, mask=mask
+        )
+    else:
+        tx = optim.adamw(0.1, weight_decay=weight_decay, mask=mask)
+    opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(8, 3)), jnp.float32)
+
+    @nnx.jit
+    def step(model, opt):
+        grads = nnx.grad(lambda m: jnp.mean((m(x) - 1) ** 2))(model)
+        opt.update(model, grads)
+
+    step(model, opt)
+    return {"/".join(p): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(nnx.state(model))}
+
+
+@pytest.mark.parametrize("injected", [False, True], ids=["plain", "inject_hyperparams"])
+@pytest.mark.parametrize("form", list(NNX_MASKS))
+def test_nnx_optimizer_with_a_prebuilt_mask(form, injected):
+    """Under ``nnx.Optimizer(..., wrt=nnx.Param)`` ``tx.init`` sees Variables and
+    ``tx.update`` plain arrays: States, filters and callables select the kernel in both."""
+    got = _nnx_step(NNX_MASKS[form], 0.5, injected)
+    decayed, plain = _nnx_step(None, 0.5, injected), _nnx_step(None, 0.0, injected)
+    assert not np.array_equal(decayed["bn/scale"], plain["bn/scale"])
+    for path, value in got.items():
+        want = decayed[path] if path == "dense/kernel" else plain[path]
+        np.testing.assert_array_equal(value, want, err_msg=path)
+
+
+def test_inject_hyperparams_with_a_mask_and_a_weight_decay_schedule():
+    """Masks go in ``static_args``; a scheduled weight decay equals the step-by-step
+    optimizer with that step's decay."""
+    rng = np.random.default_rng(2)
+    params, grads = make_params(rng), make_params(rng)
+    decay = optax.linear_schedule(0.5, 0.0, transition_steps=4)
+    for mask in (weights_only, MASKS["arrays"][0], nnx.PathContains("kernel")):
+        injected = optax.inject_hyperparams(optim.adamw, static_args=("mask",))(
+            learning_rate=0.1, weight_decay=decay, mask=mask
+        )
+        state, inner = injected.init(params), optim.adamw(0.1, mask=mask).init(params)
+        update = jax.jit(injected.update)
+        for step in range(3):
+            got, state = update(grads, state, params)
+            wd = float(decay(jnp.asarray(step, jnp.int32)))  # optax's int32 count
+            want, inner = optim.adamw(0.1, weight_decay=wd, mask=mask).update(grads, inner, params)
+            for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-300)  # jit vs op by op
+
+
+# --------------------------------------------------------------------------- hyperparameters
+
+
+def l1_after_sgd(learning_rate, strength):
+    return optax.chain(
+        optim.sgd(learning_rate, momentum=0.5), optim.l1_proximal(strength, learning_rate)
+    )
+
+
+def elastic_net_after_sgd(learning_rate, strength, l1_ratio):
+    prox = optim.elastic_net_proximal(strength, learning_rate, l1_ratio=l1_ratio)
+    return optax.chain(optim.sgd(learning_rate, momentum=0.5), prox)
+
+
+def group_lasso_after_sgd(learning_rate, strength):
+    prox = optim.group_lasso_proximal(strength, learning_rate)
+    return optax.chain(optim.sgd(learning_rate, momentum=0.5), prox)
+
+
+#: name: (factory, hyperparameter settings); zeros included, where torch skips work.
+HYPERPARAMETERS = {
+    "sgd": (
+        optim.sgd,
+        [
+            dict(learning_rate=0.1, momentum=0.9, dampening=0.1, weight_decay=0.3),
+            dict(learning_rate=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0),
+        ],
+    ),
+    "sgd_nesterov": (
+        functools.partial(optim.sgd, nesterov=True),
+        [dict(learning_rate=0.1, momentum=0.9, dampening=0.0, weight_decay=0.3)],
+    ),
+    "adam": (
+        optim.adam,
+        [
+            dict(learning_rate=0.1, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.3),
+            dict(learning_rate=0.1, b1=0.3, b2=0.5, eps=0.0, weight_decay=0.0),
+        ],
+    ),
+    "adamw": (
+        optim.adamw,
+        [
+            dict(learning_rate=0.1, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.3),
+            dict(learning_rate=0.1, b1=0.3, b2=0.5, eps=0.0, weight_decay=0.0),
+        ],
+    ),
+    "l1_proximal": (
+        l1_after_sgd,
+        [dict(learning_rate=0.1, strength=0.5), dict(learning_rate=0.1, strength=0.0)],
+    ),
+    "elastic_net_proximal": (
+        elastic_net_after_sgd,
+        [
+            dict(learning_rate=0.1, strength=0.5, l1_ratio=r)
+            for r in (0.7, 0.0, 1.0)  # l1 or l2 strength exactly 0
+        ],
+    ),
+    "group_lasso_proximal": (
+        group_lasso_after_sgd,
+        [dict(learning_rate=0.1, strength=2.0), dict(learning_rate=0.1, strength=0.0)],
+    ),
+    "proximal_sgd": (
+        optim.proximal_sgd,
+        [dict(learning_rate=0.1, l1=0.5, l2=0.3), dict(learning_rate=0.1, l1=0.0, l2=0.0)],
+    ),
+}
+
+
+def _assert_same_updates(got, want) -> None:
+    """Equal to a few ulps of the O(1) parameters (two programs, one with constant
+    hyperparameters, may round a product differently; a prox update is a difference
+    ``prox(w + u) - w``), with the same exact zeros."""
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        a, b = np.asarray(a), np.asarray(b)
+        np.testing.assert_array_equal(a == 0, b == 0)
+        np.testing.assert_allclose(a, b, rtol=2e-15, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", list(HYPERPARAMETERS))
+def test_traced_hyperparameters_equal_python_floats_without_retracing(name):
+    """Every numeric hyperparameter may be traced: one trace serves every value, the
+    updates equal the Python-float call (a traced 0 what a Python 0 gives), and a NaN
+    hyperparameter makes the update NaN."""
+    factory, settings = HYPERPARAMETERS[name]
+    rng = np.random.default_rng(3)
+    params, grads = make_params(rng), make_params(rng)
+    traces = []
+
+    @jax.jit
+    def traced(hp):
+        traces.append(hp)
+        return two_updates(factory(**hp), params, grads)
+
+    for i, hp in enumerate(settings):
+        arrays = {k: jnp.asarray(v) for k, v in hp.items()}
+        python_floats = jax.jit(lambda hp=hp: two_updates(factory(**hp), params, grads))
+        _assert_same_updates(traced(arrays), python_floats())
+        for k in hp if i == 0 else ():  # with a momentum of 0, dampening takes no part
+            nan = traced({**arrays, k: jnp.asarray(np.nan)})
+            assert all(np.all(np.isnan(leaf)) for leaf in jax.tree.leaves(nan)), k
+    assert len(traces) == 1
+
+
+@pytest.mark.parametrize("name", list(HYPERPARAMETERS))
+def test_inject_hyperparams_equals_python_floats(name):
+    """``optax.inject_hyperparams``: ``init`` sees concrete arrays, the jitted ``update``
+    traced ones; the state keeps one structure (a momentum of 0 included)."""
+    factory, settings = HYPERPARAMETERS[name]
+    rng = np.random.default_rng(4)
+    params, grads = make_params(rng), make_params(rng)
+
+    def second_update(opt: optax.GradientTransformation):
+        state, update = opt.init(params), jax.jit(opt.update)
+        _, state = update(grads, state, params)
+        return update(grads, state, params)[0]
+
+    for hp in settings:
+        injected = optax.inject_hyperparams(factory)(**hp)
+        _assert_same_updates(second_update(injected), second_update(factory(**hp)))
+
+
+def test_traced_zero_hyperparameters_take_torchs_zero_path_exactly():
+    """torch skips a zero momentum or weight decay (``if weight_decay != 0``); a traced 0
+    takes the same path, bit for bit, even where ``0·w`` would be NaN (an infinite w)."""
+    params = jnp.array([1.0, -np.inf, 2.0])
+    grads = jnp.array([0.5, 0.25, -1.5])
+    makes = {
+        "sgd": lambda zero: optim.sgd(0.1, momentum=zero, dampening=zero, weight_decay=zero),
+        "adam": lambda zero: optim.adam(0.1, weight_decay=zero),
+        "adamw": lambda zero: optim.adamw(0.1, weight_decay=zero),
+    }
+    for name, make in makes.items():
+        python_zero = jax.jit(lambda make=make: two_updates(make(0.0), params, grads))()
+        traced_zero = jax.jit(lambda zero, make=make: two_updates(make(zero), params, grads))(0.0)
+        assert np.all(np.isfinite(traced_zero)), name
+        _assert_same_updates(traced_zero, python_zero)
+        if name == "sgd":  # torch's plain step: nothing but -lr·g, exactly
+            np.testing.assert_array_equal(traced_zero, -0.1 * grads)
+            np.testing.assert_array_equal(python_zero, -0.1 * grads)
+
+
+# --------------------------------------------------------------------------- NaN
+
+
+def test_nan_in_masked_out_params_takes_no_part():
+    """A NaN parameter under a False mask leaf or an array-False entry leaves every update
+    finite, and the update's gradient too (the double where)."""
+    params = {
+        "w": jnp.array([[1.0, np.nan, -2.0], [0.5, 3.0, -0.2]]),
+        "b": jnp.array([np.nan, 1.0]),
+    }
+    grads = {"w": jnp.full((2, 3), 0.3), "b": jnp.full(2, -0.1)}
+    mask = {"w": jnp.array([[True, False, True], [True, True, True]]), "b": False}
+    for name, (make, _) in REGULARIZED.items():
+        opt = make(mask)
+        assert_finite(two_updates(opt, params, grads))
+
+        def total(p, opt=opt):
+            return sum(jnp.sum(u) for u in jax.tree.leaves(two_updates(opt, p, grads)))
+
+        assert np.all(np.isfinite(np.asarray(jax.grad(total)(params)["w"]))), name
+
+
+def test_nan_in_a_selected_param_makes_its_update_nan():
+    params = {"w": jnp.array([[1.0, np.nan, -2.0], [0.5, 3.0, -0.2]])}
+    grads = {"w": jnp.full((2, 3), 0.3)}
+    for name, (make, _) in REGULARIZED.items():
+        updates = np.asarray(two_updates(make(None), params, grads)["w"])
+        assert np.isnan(updates[0, 1]) and np.all(np.isfinite(updates[1])), name
+    # Group lasso: the NaN takes the computing branch, so its whole group is NaN.
+    updates = two_updates(REGULARIZED["group_lasso_proximal"][0](None), params, grads)
+    assert np.all(np.isnan(np.asarray(updates["w"][0])))
+
+
+def test_type_filter_masks_live_in_the_optimizer_state():
+    """A Variable-type filter resolved in `init` travels in that optimizer's state: two
+    trees with the same paths but different Variable types keep their own masks (no
+    process-wide memory of earlier `init` calls)."""
+    from flax import nnx
+
+    w, s = jnp.ones(3), jnp.ones(3)
+    tree_a = {"w": nnx.Param(w), "s": nnx.BatchStat(s)}
+    tree_b = {"w": nnx.BatchStat(w), "s": nnx.Param(s)}
+    tx = optim.sgd(1.0, weight_decay=0.5, mask=nnx.Param)
+    state_a, state_b = tx.init(tree_a), tx.init(tree_b)
+    plain = {"w": w, "s": s}
+    zeros = jax.tree.map(jnp.zeros_like, plain)
+    updates_a, _ = jax.jit(tx.update)(zeros, state_a, plain)
+    updates_b, _ = jax.jit(tx.update)(zeros, state_b, plain)
+    np.testing.assert_array_equal(updates_a["w"], -0.5)  # decayed: a Param in tree_a
+    np.testing.assert_array_equal(updates_a["s"], 0.0)
+    np.testing.assert_array_equal(updates_b["w"], 0.0)
+    np.testing.assert_array_equal(updates_b["s"], -0.5)

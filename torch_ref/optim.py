@@ -125,8 +125,8 @@ def _block_soft_threshold(p: torch.Tensor, group: dict[str, Any]) -> torch.Tenso
     axis = group["axis"]
     t = group["lr"] * group["strength"] * math.sqrt(p.shape[axis])
     norm = torch.linalg.vector_norm(p, dim=axis, keepdim=True)
-    keep = norm > t
-    scale = torch.where(keep, 1 - t / torch.where(keep, norm, torch.ones_like(norm)), 0.0)
+    drop = norm <= t  # a NaN norm (or t) takes the computing branch: the group is NaN
+    scale = torch.where(drop, 0.0, 1 - t / torch.where(drop, torch.ones_like(norm), norm))
     return p * scale
 
 

@@ -3,10 +3,12 @@
 torch has no penalty functions (it folds L2 into the optimizers' ``weight_decay``),
 so these are written from ``torch.linalg.vector_norm`` and sums, over pytrees of
 tensors (nested dicts/lists/tuples, as ``torch.utils._pytree`` flattens them;
-``None`` is an empty subtree, as in JAX). The scalings are jaxreg's:
-``l2_penalty = ½Σw²`` (so ``λ·l2_penalty`` has gradient ``λ·w``, torch's
-``weight_decay=λ``), scikit-learn's elastic net, and Yuan & Lin's ``√size``-weighted
-group lasso. All gradients are 0 at 0, as torch's ``abs`` and norms give.
+``None`` is an empty subtree, as in JAX). Masks are pytrees of bools with the structure
+of ``params`` (boolean tensors as leaves select entries), or callables on ``params``;
+jaxreg's path matching, prefixes and nnx filters have no torch counterpart. The
+scalings are jaxreg's: ``l2_penalty = ½Σw²`` (so ``λ·l2_penalty`` has gradient ``λ·w``,
+torch's ``weight_decay=λ``), scikit-learn's elastic net, and Yuan & Lin's
+``√size``-weighted group lasso. All gradients are 0 at 0, as torch's ``abs`` and norms give.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def weights_only(params: Any) -> Any:
 
 
 def _selected_leaves(params: Any, mask: Mask | None) -> list[torch.Tensor]:
-    """The leaves of ``params`` that ``mask`` selects, as floating tensors."""
+    """The leaves of ``params`` that ``mask`` selects, as floating tensors (a boolean
+    tensor leaf of ``mask`` selects entries: the others become zeros)."""
     if mask is None:
         pairs = [(w, True) for w in pytree.tree_leaves(params)]
     else:
@@ -69,7 +72,17 @@ def _selected_leaves(params: Any, mask: Mask | None) -> list[torch.Tensor]:
                 f"such as `weights_only`."
             ) from None
         pairs = pytree.tree_leaves(paired, is_leaf=lambda x: isinstance(x, tuple))
-    return [_as_float(w, "params leaf") for w, keep in pairs if w is not None and bool(keep)]
+    out = []
+    for w, keep in pairs:
+        if w is None:
+            continue
+        if isinstance(keep, torch.Tensor) and keep.ndim > 0:
+            # An elementwise mask: unselected entries count as zeros (jaxreg's double where).
+            w = _as_float(w, "params leaf")
+            out.append(torch.where(keep, w, torch.zeros_like(w)))
+        elif bool(keep):
+            out.append(_as_float(w, "params leaf"))
+    return out
 
 
 def _sum_over_leaves(
