@@ -40,7 +40,6 @@ __all__ = [
     "group_lasso_penalty",
     "l1_penalty",
     "l2_penalty",
-    "resolve_mask",
     "weights_only",
 ]
 
