@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from torch_ref.information import _xlogy, entropy, entropy_from_logits
-from torch_ref.norms import _as_float, _normalize_axis, _tree_leaves, _upcast
+from torch_ref import _numerics
+from torch_ref.information import entropy, entropy_from_logits, xlogy
 
 __all__ = [
     "activation_entropy",
@@ -32,8 +32,8 @@ __all__ = [
 
 def output_entropy(logits: torch.Tensor, axis: int = -1) -> torch.Tensor:
     """Mirrors :func:`jaxreg.output_entropy`: mean entropy of ``softmax(logits)``, nats."""
-    x = _as_float(logits, "logits")
-    return entropy_from_logits(_upcast(x), axis).mean().to(x.dtype)
+    x = _numerics.as_float_array(logits, "logits")
+    return entropy_from_logits(_numerics.upcast(x), axis).mean().to(x.dtype)
 
 
 def _magnitude_entropy(x: torch.Tensor, axis: int) -> torch.Tensor:
@@ -45,31 +45,31 @@ def _magnitude_entropy(x: torch.Tensor, axis: int) -> torch.Tensor:
     total = a.sum(dim=axis, keepdim=True)
     positive = total > 0
     p = a / torch.where(positive, total, torch.ones_like(total))
-    h = 0.0 - _xlogy(p, p).sum(dim=axis, keepdim=True)
+    h = 0.0 - xlogy(p, p).sum(dim=axis, keepdim=True)
     return torch.where(positive, h, torch.zeros_like(h)).squeeze(axis)
 
 
 def magnitude_entropy(x: torch.Tensor) -> torch.Tensor:
     """Mirrors :func:`jaxreg.magnitude_entropy`: entropy of ``|x| / Σ|x|`` over all entries."""
-    x = _as_float(x, "x")
-    return _magnitude_entropy(_upcast(x).reshape(-1), 0).to(x.dtype)
+    x = _numerics.as_float_array(x, "x")
+    return _magnitude_entropy(_numerics.upcast(x).reshape(-1), 0).to(x.dtype)
 
 
 def activation_entropy(activations: torch.Tensor, axis: int = -1) -> torch.Tensor:
     """Mirrors :func:`jaxreg.activation_entropy`: mean per-example magnitude entropy."""
-    h = _as_float(activations, "activations")
-    ax = _normalize_axis(axis, max(h.dim(), 1))
-    return _magnitude_entropy(_upcast(h), ax).mean().to(h.dtype)
+    h = _numerics.as_float_array(activations, "activations")
+    ax = _numerics.normalize_axis(axis, max(h.dim(), 1))
+    return _magnitude_entropy(_numerics.upcast(h), ax).mean().to(h.dtype)
 
 
 def _flat_tree(tree: Any, name: str) -> torch.Tensor:
-    leaves = [_as_float(leaf, name) for leaf in _tree_leaves(tree)]
+    leaves = [_numerics.as_float_array(leaf, name) for leaf in _numerics.tree_leaves(tree)]
     if not leaves:
         raise ValueError(f"`{name}` has no tensor leaves.")
     dtype = leaves[0].dtype
     for leaf in leaves[1:]:
         dtype = torch.promote_types(dtype, leaf.dtype)
-    return torch.cat([_upcast(leaf.to(dtype)).reshape(-1) for leaf in leaves])
+    return torch.cat([_numerics.upcast(leaf.to(dtype)).reshape(-1) for leaf in leaves])
 
 
 def gradient_entropy(grads: Any) -> torch.Tensor:
@@ -90,10 +90,10 @@ def histogram_entropy(
     Values outside ``range`` are clipped into the end bins (``torch.histc`` would
     drop them); the gradient is 0.
     """
-    x = _as_float(x, "x")
+    x = _numerics.as_float_array(x, "x")
     if not isinstance(bins, int) or bins < 1:
         raise ValueError(f"`bins` must be a positive integer, got {bins!r}.")
-    v = _upcast(x).detach().reshape(-1)
+    v = _numerics.upcast(x).detach().reshape(-1)
     if range is None:
         low, high = v.min(), v.max()
     else:
@@ -109,8 +109,8 @@ def histogram_entropy(
 
 def error_entropy(residuals: torch.Tensor, *, bandwidth: float | None = None) -> torch.Tensor:
     """Mirrors :func:`jaxreg.error_entropy`: Rényi quadratic entropy, Gaussian Parzen window."""
-    r = _as_float(residuals, "residuals")
-    e = _upcast(r).reshape(-1)
+    r = _numerics.as_float_array(residuals, "residuals")
+    e = _numerics.upcast(r).reshape(-1)
     n = e.numel()
     if n < 2:
         raise ValueError(f"`residuals` needs at least 2 entries, got {n}.")

@@ -20,7 +20,6 @@ from typing import Any
 import torch
 
 from torch_ref import _numerics
-from torch_ref.norms import _as_float, _compute_dtype
 
 __all__ = [
     "fused_linear_cross_entropy",
@@ -67,8 +66,8 @@ def _check_linear(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """The same checks and messages as jaxreg's."""
     w_name, b_name = names
-    hidden = _as_float(hidden, "hidden")
-    weight = _as_float(weight, w_name)
+    hidden = _numerics.as_float_array(hidden, "hidden")
+    weight = _numerics.as_float_array(weight, w_name)
     if hidden.ndim < 1:
         raise ValueError("`hidden` must have shape [..., D], got a scalar.")
     if weight.ndim != 2 or weight.shape[1] == 0:
@@ -84,7 +83,7 @@ def _check_linear(
     labels = _check_labels(labels, hidden.shape[:-1], "hidden")
     dtypes = {"hidden": hidden.dtype, w_name: weight.dtype}
     if bias is not None:
-        bias = _as_float(bias, b_name)
+        bias = _numerics.as_float_array(bias, b_name)
         if bias.shape != (weight.shape[1],):
             raise ValueError(
                 f"`{b_name}` must have shape ({weight.shape[1]},), one entry per column of "
@@ -136,7 +135,7 @@ class _ChunkedStats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, labels, chunk_size, with_sum):
-        acc = _compute_dtype(hidden.dtype)
+        acc = _numerics.compute_dtype(hidden.dtype)
         h = hidden.to(acc)
         n, vocab = h.shape[0], weight.shape[1]
         m = torch.full((n,), -torch.inf, dtype=acc, device=h.device)
@@ -433,12 +432,12 @@ def vocab_parallel_cross_entropy(
     Returns:
       The loss in the logits' dtype, the same on every rank.
     """
-    logits_shard = _as_float(logits_shard, "logits_shard")
+    logits_shard = _numerics.as_float_array(logits_shard, "logits_shard")
     if logits_shard.ndim < 1:
         raise ValueError("`logits_shard` must have shape [..., V / n], got a scalar.")
     labels = _check_labels(labels, logits_shard.shape[:-1], "logits_shard")
     _check_options(ignore_index, label_smoothing, reduction)
-    z = logits_shard.to(_compute_dtype(logits_shard.dtype))
+    z = logits_shard.to(_numerics.compute_dtype(logits_shard.dtype))
     local_vocab = z.shape[-1]
     rank, shards = _group_rank_and_size(axis_name)
     with_sum = bool(label_smoothing)

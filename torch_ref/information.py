@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from torch_ref.norms import _as_float, _normalize_axes, _normalize_axis, _upcast
+from torch_ref import _numerics
 
 __all__ = [
     "cross_entropy",
@@ -98,7 +98,7 @@ def _double_where(
     return torch.where(ok, fn(*safe), fallback)
 
 
-def _xlogy(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def xlogy(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``x log y`` with ``0 log y = 0`` and no NaN in its gradient (as ``jaxreg``'s xlogy).
 
     Where ``y > 0``: ``∂x = log y`` (also at ``x = 0``, where ``torch.special.xlogy``
@@ -114,14 +114,14 @@ def _float_pair(
     p: torch.Tensor, q: torch.Tensor, names: tuple[str, str] = ("p", "q")
 ) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
     """Both inputs as floats of the same shape, upcast; plus the result dtype."""
-    p, q = _as_float(p, names[0]), _as_float(q, names[1])
+    p, q = _numerics.as_float_array(p, names[0]), _numerics.as_float_array(q, names[1])
     if p.shape != q.shape:
         raise ValueError(
             f"`{names[0]}` and `{names[1]}` must have the same shape, got {tuple(p.shape)} and "
             f"{tuple(q.shape)}; broadcast explicitly if that is what you mean."
         )
     dtype = torch.promote_types(p.dtype, q.dtype)
-    return _upcast(p.to(dtype)), _upcast(q.to(dtype)), dtype
+    return _numerics.upcast(p.to(dtype)), _numerics.upcast(q.to(dtype)), dtype
 
 
 # --- logsumexp, softmax ------------------------------------------------------------
@@ -190,10 +190,10 @@ def logsumexp(
       >>> print(torch.autograd.grad(logsumexp(x), x)[0].tolist())
       [0.5, 0.5]
     """
-    x = _as_float(x, "x")
-    axes = _normalize_axes(axis, x.ndim)
+    x = _numerics.as_float_array(x, "x")
+    axes = _numerics.normalize_axes(axis, x.ndim)
     mask = _mask(where, x)
-    work = _upcast(x)
+    work = _numerics.upcast(x)
     if mask is not None:
         work = work.masked_fill(~mask, -math.inf)
     return _LogSumExp.apply(work, axes, keepdims).to(x.dtype)
@@ -225,9 +225,9 @@ def softmax(x: torch.Tensor, axis: int = -1, *, where: torch.Tensor | None = Non
       >>> print(softmax(x, where=torch.tensor([True, True, False])).tolist())
       [0.5, 0.5, 0.0]
     """
-    x = _as_float(x, "x")
-    axis = _normalize_axis(axis, x.ndim)
-    work, rows = _masked_logits(_upcast(x), _mask(where, x), axis)
+    x = _numerics.as_float_array(x, "x")
+    axis = _numerics.normalize_axis(axis, x.ndim)
+    work, rows = _masked_logits(_numerics.upcast(x), _mask(where, x), axis)
     return torch.softmax(work, dim=axis).masked_fill(~rows, 0.0).to(x.dtype)
 
 
@@ -258,10 +258,10 @@ def log_softmax(
       >>> print(log_softmax(torch.tensor([0.0, 5.0]), where=torch.tensor([True, False])).tolist())
       [0.0, -inf]
     """
-    x = _as_float(x, "x")
-    axis = _normalize_axis(axis, x.ndim)
+    x = _numerics.as_float_array(x, "x")
+    axis = _numerics.normalize_axis(axis, x.ndim)
     mask = _mask(where, x)
-    work, rows = _masked_logits(_upcast(x), mask, axis)
+    work, rows = _masked_logits(_numerics.upcast(x), mask, axis)
     out = torch.log_softmax(work, dim=axis).masked_fill(~rows, -math.inf)
     if mask is not None:
         out = out.masked_fill(~mask, -math.inf)
@@ -295,8 +295,8 @@ def self_information(p: torch.Tensor, *, base: float | None = None) -> torch.Ten
       >>> print(self_information(torch.tensor([0.5, 0.25]), base=2).tolist())
       [1.0, 2.0]
     """
-    p = _as_float(p, "p")
-    work = _upcast(p)
+    p = _numerics.as_float_array(p, "p")
+    work = _numerics.upcast(p)
     out = _double_where(lambda t: -torch.log(t), work > 0, (work,), math.inf)
     return _in_base(out, base).to(p.dtype)
 
@@ -326,9 +326,9 @@ def entropy(p: torch.Tensor, axis: Axis = -1, *, base: float | None = None) -> t
       >>> print(entropy(torch.tensor([0.5, 0.5, 0.0]), base=2).item())
       1.0
     """
-    p = _as_float(p, "p")
-    axes = _normalize_axes(axis, p.ndim)
-    work = _upcast(p)
+    p = _numerics.as_float_array(p, "p")
+    axes = _numerics.normalize_axes(axis, p.ndim)
+    work = _numerics.upcast(p)
     terms = _double_where(torch.special.entr, work > 0, (work,), 0.0)
     return _in_base(terms.sum(dim=axes), base).to(p.dtype)
 
@@ -367,10 +367,10 @@ def entropy_from_logits(
       >>> print(entropy_from_logits(torch.zeros(4), base=2).item())
       2.0
     """
-    logits = _as_float(logits, "logits")
-    axis = _normalize_axis(axis, logits.ndim)
+    logits = _numerics.as_float_array(logits, "logits")
+    axis = _numerics.normalize_axis(axis, logits.ndim)
     mask = _mask(where, logits)
-    work = _upcast(logits)
+    work = _numerics.upcast(logits)
     p = softmax(work, axis, where=mask)
     logp = log_softmax(work, axis, where=mask)
     # 0 · log 0 = 0: where p is 0 (masked entries, -inf logits) hold log p at 0.
@@ -409,8 +409,8 @@ def cross_entropy(
       1.0
     """
     p, q, dtype = _float_pair(p, q)
-    axes = _normalize_axes(axis, p.ndim)
-    return _in_base(-_xlogy(p, q).sum(dim=axes), base).to(dtype)
+    axes = _numerics.normalize_axes(axis, p.ndim)
+    return _in_base(-xlogy(p, q).sum(dim=axes), base).to(dtype)
 
 
 def kl_divergence(
@@ -445,14 +445,14 @@ def kl_divergence(
       1.0
     """
     p, q, dtype = _float_pair(p, q)
-    axes = _normalize_axes(axis, p.ndim)
+    axes = _numerics.normalize_axes(axis, p.ndim)
     # Where p = 0 or q = 0 only the cross-entropy term is left: -0 log q = 0 (gradient
     # -log q w.r.t. p, as jaxreg) or -p log 0 = +inf; F.kl_div gives NaN there.
     pointwise = _double_where(
         lambda p, q: F.kl_div(torch.log(q), p, reduction="none"),
         (p > 0) & (q > 0),
         (p, q),
-        -_xlogy(p, q),
+        -xlogy(p, q),
     )
     return _in_base(pointwise.sum(dim=axes), base).to(dtype)
 
@@ -484,7 +484,7 @@ def kl_divergence_from_logits(
       0.0
     """
     a, b, dtype = _float_pair(p_logits, q_logits, ("p_logits", "q_logits"))
-    axis = _normalize_axis(axis, a.ndim)
+    axis = _numerics.normalize_axis(axis, a.ndim)
     log_p = torch.log_softmax(a, dim=axis)
     log_q = torch.log_softmax(b, dim=axis)
     pointwise = F.kl_div(log_q, log_p, reduction="none", log_target=True)

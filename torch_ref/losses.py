@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from torch_ref import _numerics
-from torch_ref.norms import _as_float, _normalize_axis, _upcast
 
 __all__ = [
     "binary_cross_entropy_with_logits",
@@ -33,23 +32,8 @@ __all__ = [
     "squared_loss",
 ]
 
-_REDUCTIONS = ("none", "mean", "sum")
-
 
 # --- private functions -----------------------------------------------------------
-
-
-def _check_reduction(reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"`reduction` must be one of {_REDUCTIONS}, got {reduction!r}.")
-
-
-def _check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
-    if a.shape != b.shape:
-        raise ValueError(
-            f"`{name_a}` and `{name_b}` must have the same shape, got {tuple(a.shape)} and "
-            f"{tuple(b.shape)}; broadcast explicitly if that is what you mean."
-        )
 
 
 def _class_first(x: torch.Tensor, axis: int) -> torch.Tensor:
@@ -59,10 +43,10 @@ def _class_first(x: torch.Tensor, axis: int) -> torch.Tensor:
 
 def _check_scores(x: torch.Tensor, name: str, axis: int) -> tuple[torch.Tensor, int]:
     """The logits (or log-probabilities) as floats with a class axis; the axis, normalized."""
-    x = _as_float(x, name)
+    x = _numerics.as_float_array(x, name)
     if x.ndim == 0:
         raise ValueError(f"`{name}` must have a class axis, got a scalar.")
-    return x, _normalize_axis(axis, x.ndim)
+    return x, _numerics.normalize_axis(axis, x.ndim)
 
 
 def _check_weight(
@@ -70,7 +54,7 @@ def _check_weight(
 ) -> torch.Tensor | None:
     if weight is None:
         return None
-    weight = _as_float(weight, "weight")
+    weight = _numerics.as_float_array(weight, "weight")
     if weight.shape != (num_classes,):
         raise ValueError(
             f"`weight` must have shape ({num_classes},), one weight per class, "
@@ -166,10 +150,10 @@ def softmax_cross_entropy(
       0.1269
     """
     logits, ax = _check_scores(logits, "logits", axis)
-    _check_reduction(reduction)
+    _numerics.check_reduction(reduction)
     if not 0.0 <= float(label_smoothing) <= 1.0:
         raise ValueError(f"`label_smoothing` must lie in [0, 1], got {float(label_smoothing)}.")
-    x = _upcast(logits)
+    x = _numerics.upcast(logits)
     w = _check_weight(weight, x.shape[ax], x.dtype)
     labels = torch.as_tensor(labels, device=x.device)
     if labels.is_floating_point():
@@ -178,7 +162,7 @@ def softmax_cross_entropy(
                 "`ignore_index` is not supported with probability labels (torch ignores it); "
                 "give ignored rows an all-zero target instead, or use integer labels."
             )
-        _check_same_shape(x, labels, "logits", "labels")
+        _numerics.check_same_shape(x, labels, "logits", "labels")
         if reduction == "mean" and x.numel() == 0:
             return (x.sum() * 0.0).to(logits.dtype)  # the mean over no row: 0 (torch: NaN)
         out = F.cross_entropy(
@@ -243,8 +227,8 @@ def nll_loss(
       0.9808
     """
     log_probs, ax = _check_scores(log_probs, "log_probs", axis)
-    _check_reduction(reduction)
-    lp = _upcast(log_probs)
+    _numerics.check_reduction(reduction)
+    lp = _numerics.upcast(log_probs)
     w = _check_weight(weight, lp.shape[ax], lp.dtype)
     labels = _class_ids(
         torch.as_tensor(labels, device=lp.device), lp, ax, "log_probs", ignore_index
@@ -263,7 +247,7 @@ def _broadcast_to_input(
 ) -> torch.Tensor | None:
     if x is None:
         return None
-    x = _as_float(x, name)
+    x = _numerics.as_float_array(x, name)
     try:
         return torch.broadcast_to(x, logits.shape).to(logits.dtype)
     except RuntimeError:
@@ -309,11 +293,11 @@ def binary_cross_entropy_with_logits(
       >>> print(round(loss.item(), 4))
       0.6931
     """
-    logits = _as_float(logits, "logits")
-    targets = _as_float(targets, "targets")
-    _check_same_shape(logits, targets, "logits", "targets")
-    _check_reduction(reduction)
-    x = _upcast(logits)
+    logits = _numerics.as_float_array(logits, "logits")
+    targets = _numerics.as_float_array(targets, "targets")
+    _numerics.check_same_shape(logits, targets, "logits", "targets")
+    _numerics.check_reduction(reduction)
+    x = _numerics.upcast(logits)
     out = F.binary_cross_entropy_with_logits(
         x,
         targets.to(x.dtype),
@@ -328,9 +312,9 @@ def binary_cross_entropy_with_logits(
 
 
 def _check_regression(pred: torch.Tensor, target: torch.Tensor):
-    pred = _as_float(pred, "pred")
-    target = _as_float(target, "target")
-    _check_same_shape(pred, target, "pred", "target")
+    pred = _numerics.as_float_array(pred, "pred")
+    target = _numerics.as_float_array(target, "target")
+    _numerics.check_same_shape(pred, target, "pred", "target")
     return pred, target
 
 
@@ -377,6 +361,6 @@ def mse_loss(pred: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean
       2.0
     """
     pred, target = _check_regression(pred, target)
-    _check_reduction(reduction)
-    x = _upcast(pred)
+    _numerics.check_reduction(reduction)
+    x = _numerics.upcast(pred)
     return F.mse_loss(x, target.to(x.dtype), reduction=reduction).to(pred.dtype)

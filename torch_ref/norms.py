@@ -31,7 +31,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch.utils import _pytree as pytree
+
+from torch_ref import _numerics
 
 __all__ = [
     "frobenius_norm",
@@ -45,56 +46,6 @@ __all__ = [
 Ord = float | int | str | None
 
 _MATRIX_ORDS = ("fro", "nuc", 1, -1, 2, -2, math.inf, -math.inf)
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-# --- shared private functions --------------------------------------------------
-
-
-def _as_float(x: Any, name: str) -> torch.Tensor:
-    """``x`` as a real floating tensor, or a ``TypeError`` naming ``name``."""
-    if not isinstance(x, torch.Tensor):
-        x = torch.as_tensor(float(x) if type(x) is int else x)
-    if not x.is_floating_point():
-        raise TypeError(
-            f"`{name}` must be a real floating tensor, got dtype {x.dtype}; "
-            f"convert it first, e.g. `{name}.float()`."
-        )
-    return x
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype a reduction runs in: float32 for bf16/fp16, else ``dtype``."""
-    return torch.float32 if dtype in _LOW_PRECISION else dtype
-
-
-def _upcast(x: torch.Tensor) -> torch.Tensor:
-    return x.to(_compute_dtype(x.dtype))
-
-
-def _normalize_axis(axis: int, ndim: int, name: str = "axis") -> int:
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"`{name}`={axis} is out of range for a tensor of rank {ndim}.")
-    return axis % ndim
-
-
-def _normalize_axes(axis: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
-    """``axis`` (None, an int or a sequence) as a sorted tuple of non-negative axes."""
-    if axis is None:
-        return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    out = tuple(sorted({_normalize_axis(a, ndim) for a in axes}))
-    if len(out) != len(axes):
-        raise ValueError(f"`axis` has repeated entries: {axis}.")
-    return out
-
-
-def _tree_leaves(tree: Any) -> list[Any]:
-    """The leaves of a pytree (dict/list/tuple nesting); ``None`` is an empty subtree."""
-    return [leaf for leaf in pytree.tree_leaves(tree) if leaf is not None]
-
-
-# --- vector norms ----------------------------------------------------------------
 
 
 def _check_vector_ord(ord: Any) -> float:
@@ -185,12 +136,12 @@ def vector_norm(
       >>> print(vector_norm(torch.tensor([1e20, 1e20])).item() > 1e20)
       True
     """
-    x = _as_float(x, "x")
+    x = _numerics.as_float_array(x, "x")
     ord = _check_vector_ord(ord)
-    axes = _normalize_axes(axis, x.ndim)
+    axes = _numerics.normalize_axes(axis, x.ndim)
     size = math.prod(x.shape[a] for a in axes)
     _check_nonempty(ord, size, "vector_norm", f"axis {axes} of shape {tuple(x.shape)}")
-    return _vector_norm(_upcast(x), ord, axes, keepdims).to(x.dtype)
+    return _vector_norm(_numerics.upcast(x), ord, axes, keepdims).to(x.dtype)
 
 
 def global_norm(tree: Any, ord: Ord = 2) -> torch.Tensor:
@@ -217,11 +168,11 @@ def global_norm(tree: Any, ord: Ord = 2) -> torch.Tensor:
       5.0
     """
     ord = _check_vector_ord(ord)
-    leaves = [_as_float(leaf, "tree leaf") for leaf in _tree_leaves(tree)]
+    leaves = [_numerics.as_float_array(leaf, "tree leaf") for leaf in _numerics.tree_leaves(tree)]
     if not leaves:
         return torch.zeros(())
     dtype = functools.reduce(torch.promote_types, [leaf.dtype for leaf in leaves])
-    flat = torch.cat([leaf.reshape(-1).to(_compute_dtype(dtype)) for leaf in leaves])
+    flat = torch.cat([leaf.reshape(-1).to(_numerics.compute_dtype(dtype)) for leaf in leaves])
     if flat.numel() == 0:
         # A tree without entries: 0 for every ord (jaxreg; torch raises for ±inf).
         return torch.zeros((), dtype=dtype)
@@ -271,7 +222,7 @@ def matrix_norm(
       >>> print(matrix_norm(torch.tensor([[1.0, -2.0], [3.0, 4.0]]), ord=1).item())
       6.0
     """
-    x = _as_float(x, "x")
+    x = _numerics.as_float_array(x, "x")
     if isinstance(ord, bool) or ord not in _MATRIX_ORDS:
         raise ValueError(f"`ord` must be one of {_MATRIX_ORDS} for a matrix norm, got {ord!r}.")
     if x.ndim < 2:
@@ -281,13 +232,13 @@ def matrix_norm(
         )
     if len(axis) != 2:
         raise ValueError(f"`axis` must name two axes, got {axis}.")
-    row, col = (_normalize_axis(a, x.ndim) for a in axis)
+    row, col = (_numerics.normalize_axis(a, x.ndim) for a in axis)
     if row == col:
         raise ValueError(f"`axis` must name two different axes, got {axis}.")
     _check_nonempty_matrix(ord, tuple(x.shape), row, col)
     if ord == "fro":
         return vector_norm(x, 2, (row, col), keepdims)
-    work = _upcast(x)
+    work = _numerics.upcast(x)
     if ord not in ("nuc", 2, -2) or x.shape[row] == 0 or x.shape[col] == 0:
         return torch.linalg.matrix_norm(work, ord, dim=(row, col), keepdim=keepdims).to(x.dtype)
     # At an all-zero matrix hold x constant: value 0, gradient 0 (torch: U Vᵀ). A matrix

@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils import _pytree as pytree
 
+from torch_ref import _numerics
+
 __all__ = [
     "sgd",
     "adam",
@@ -47,16 +49,6 @@ Prox = Callable[[torch.Tensor, dict[str, Any]], torch.Tensor]
 
 
 # --------------------------------------------------------------------------- internals
-
-
-def _check_nonnegative(value: Any, name: str) -> None:
-    if not callable(value) and float(value) < 0:
-        raise ValueError(f"`{name}` must be non-negative, got {float(value)}.")
-
-
-def _check_unit_interval(value: float, name: str) -> None:
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"`{name}` must lie in [0, 1], got {float(value)}.")
 
 
 def _leaves_and_flags(params: Params, mask: Any) -> tuple[list[torch.Tensor], list[bool]]:
@@ -96,7 +88,7 @@ def _groups(params: Params, mask: Any, on: dict[str, Any], off: dict[str, Any]) 
 
 def _base_lr(learning_rate: LearningRate) -> float:
     """The optimizer's ``lr``: the rate itself, or 1 when a schedule will scale it."""
-    _check_nonnegative(learning_rate, "learning_rate")
+    _numerics.check_nonnegative(learning_rate, "learning_rate")
     return 1.0 if callable(learning_rate) else float(learning_rate)
 
 
@@ -164,8 +156,8 @@ def sgd(
       >>> print(w.detach().numpy().round(4))
       [ 0.94 -2.03]
     """
-    _check_unit_interval(dampening, "dampening")
-    _check_nonnegative(weight_decay, "weight_decay")
+    _numerics.check_in_unit_interval(dampening, "dampening")
+    _numerics.check_nonnegative(weight_decay, "weight_decay")
     groups = _groups(params, mask, {"weight_decay": weight_decay}, {"weight_decay": 0.0})
     opt = torch.optim.SGD(
         groups,
@@ -187,7 +179,7 @@ def _adam(
     weight_decay: float,
     mask: Any,
 ) -> torch.optim.Optimizer:
-    _check_nonnegative(weight_decay, "weight_decay")
+    _numerics.check_nonnegative(weight_decay, "weight_decay")
     groups = _groups(params, mask, {"weight_decay": weight_decay}, {"weight_decay": 0.0})
     opt = cls(groups, lr=_base_lr(learning_rate), betas=(b1, b2), eps=eps)
     return _attach_schedule(opt, learning_rate)
@@ -312,7 +304,7 @@ def l1_proximal(
       >>> print(w.numpy().round(4))
       [ 0.  -0.9]
     """
-    _check_nonnegative(strength, "strength")
+    _numerics.check_nonnegative(strength, "strength")
     return _proximal(params, learning_rate, mask, _soft_threshold, {"l1": strength, "l2": 0.0})
 
 
@@ -335,8 +327,8 @@ def elastic_net_proximal(
       >>> print(w.numpy().round(4))
       [ 0.     -0.9048]
     """
-    _check_nonnegative(strength, "strength")
-    _check_unit_interval(l1_ratio, "l1_ratio")
+    _numerics.check_nonnegative(strength, "strength")
+    _numerics.check_in_unit_interval(l1_ratio, "l1_ratio")
     options = {"l1": strength * l1_ratio, "l2": strength * (1 - l1_ratio)}
     return _proximal(params, learning_rate, mask, _soft_threshold, options)
 
@@ -359,7 +351,7 @@ def group_lasso_proximal(
       [[0.    0.   ]
        [2.915 3.887]]
     """
-    _check_nonnegative(strength, "strength")
+    _numerics.check_nonnegative(strength, "strength")
     options = {"strength": strength, "axis": axis}
     return _proximal(params, learning_rate, mask, _block_soft_threshold, options)
 
@@ -401,8 +393,8 @@ def proximal_sgd(
       >>> print(w.detach().numpy().round(4))
       [ 0. -1.]
     """
-    _check_nonnegative(l1, "l1")
-    _check_nonnegative(l2, "l2")
+    _numerics.check_nonnegative(l1, "l1")
+    _numerics.check_nonnegative(l2, "l2")
     on = {"regularize": True, "l1": l1, "l2": l2}
     off = {"regularize": False, "l1": 0.0, "l2": 0.0}
     opt = ProximalSGD(_groups(params, mask, on, off), lr=_base_lr(learning_rate))

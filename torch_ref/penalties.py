@@ -21,7 +21,8 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
-from torch_ref.norms import _as_float, _compute_dtype, _normalize_axis, vector_norm
+from torch_ref import _numerics
+from torch_ref.norms import vector_norm
 
 __all__ = [
     "elastic_net_penalty",
@@ -78,10 +79,10 @@ def _selected_leaves(params: Any, mask: Mask | None) -> list[torch.Tensor]:
             continue
         if isinstance(keep, torch.Tensor) and keep.ndim > 0:
             # An elementwise mask: unselected entries count as zeros (jaxreg's double where).
-            w = _as_float(w, "params leaf")
+            w = _numerics.as_float_array(w, "params leaf")
             out.append(torch.where(keep, w, torch.zeros_like(w)))
         elif bool(keep):
-            out.append(_as_float(w, "params leaf"))
+            out.append(_numerics.as_float_array(w, "params leaf"))
     return out
 
 
@@ -93,7 +94,7 @@ def _sum_over_leaves(
     if not leaves:
         return torch.zeros(())
     dtype = functools.reduce(torch.promote_types, [w.dtype for w in leaves])
-    work = _compute_dtype(dtype)
+    work = _numerics.compute_dtype(dtype)
     total = functools.reduce(torch.add, [per_leaf(w.to(work)) for w in leaves])
     return total.to(dtype)
 
@@ -210,7 +211,7 @@ def group_lasso_penalty(params: Any, *, axis: int = -1, mask: Mask | None = None
     def per_leaf(w: torch.Tensor) -> torch.Tensor:
         if w.ndim == 0:
             return _l1(w)
-        ax = _normalize_axis(axis, w.ndim)
+        ax = _numerics.normalize_axis(axis, w.ndim)
         return math.sqrt(w.shape[ax]) * vector_norm(w, 2, axis=ax).sum()
 
     return _sum_over_leaves(params, mask, per_leaf)
