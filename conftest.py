@@ -99,7 +99,12 @@ def _doctest_namespace(doctest_namespace):
 #: The longest tests (dozens of compilations each, or a subprocess) run first, so that
 #: the two xdist workers finish together instead of one waiting for the other's last
 #: long test.
-_SLOW_FIRST = ("tests/test_readme.py", "tests/test_sharded.py", "tests/test_examples.py")
+_SLOW_FIRST = (
+    "tests/test_readme.py",
+    "tests/test_sharded.py",
+    "tests/test_examples.py",
+    "tests/test_docs.py",
+)
 
 
 def pytest_collection_modifyitems(items):

@@ -5,13 +5,13 @@ entries) it applies to: a pytree of bools matched to ``params`` by path, with bo
 arrays as leaves where entries are selected, a callable ``params -> mask`` such as
 :func:`weights_only` (decay weights, not biases), or an nnx filter (``nnx.Param``,
 ``nnx.PathContains("kernel")``). The optimizers of :mod:`jaxreg.optim` take the same
-masks (one resolver, :mod:`jaxreg._masks`). Leaves masked out by a Python bool are never
+masks (one resolver, ``jaxreg._masks``). Leaves masked out by a Python bool are never
 computed on; a NaN in an unselected leaf or entry takes no part in the value or the
 gradient, a NaN in a selected one makes the penalty NaN.
 
 Numeric hyperparameters (``l1_ratio``) may be traced; ``axis`` is static.
 
-Scaling conventions (DESIGN.md): ``l2_penalty`` is ``½Σw²``, so that
+Scaling conventions: ``l2_penalty`` is ``½Σw²``, so that
 ``λ·l2_penalty`` has gradient ``λ·w``, exactly torch's ``weight_decay=λ``; the
 elastic net is scikit-learn's ``l1_ratio·Σ|w| + (1-l1_ratio)·½Σw²``; group lasso
 weights each group by the square root of its size (Yuan & Lin, 2006). All
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 #: ``None``, a pytree of bools (or boolean arrays) matched to params by path, a callable
-#: ``params -> mask``, or an nnx filter; see :mod:`jaxreg._masks`.
+#: ``params -> mask``, or an nnx filter; see ``jaxreg._masks``.
 Mask = Any
 
 _INTEGER_LEAF_FIX = (
