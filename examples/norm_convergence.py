@@ -9,7 +9,7 @@ penalized), with the data term ``f(w, b) = 1/(2n)‖y − Xw − b‖²``:
   number ``L/μ`` of ``XᵀX/n + λI``. The run stops by itself when the relative step
   ``‖Δθ‖/max(‖θ‖, 1)`` falls below a tolerance (:func:`jaxreg.convergence.minimize`);
 * lasso, ``f + α‖w‖₁``, by ISTA (gradient step, then soft-thresholding:
-  :func:`jaxreg.optim.proximal_sgd`) and by FISTA (the same step at an
+  :func:`jaxreg.proximal.proximal_sgd`) and by FISTA (the same step at an
   extrapolated point, Beck & Teboulle 2009). FISTA's momentum makes it faster at
   first (worst case ``1/t²`` against ISTA's ``1/t`` for the objective), but once
   the zero pattern is found the problem is locally strongly convex, ISTA converges
@@ -21,7 +21,7 @@ penalized), with the data term ``f(w, b) = 1/(2n)‖y − Xw − b‖²``:
 restarts down to a tiny duality gap).
 
 ``--torch`` repeats the ridge run with ``torch.optim.SGD(weight_decay=λ)`` on the
-weights and ISTA with ``torch_ref.optim.proximal_sgd``, from the same start.
+weights and ISTA with ``torch_ref.proximal.proximal_sgd``, from the same start.
 
 Run: ``python -m examples.norm_convergence [--quick] [--torch] [--out plots]``
 """
@@ -135,10 +135,10 @@ def run_fista(data, objective, theta0, lr: float, target, steps: int) -> dict[st
 
 
 def torch_twins(x, y, lrs: dict[str, float], steps: int) -> dict[str, np.ndarray]:
-    """Ridge by ``torch.optim.SGD(weight_decay)``, lasso by ``torch_ref.optim.proximal_sgd``."""
+    """Ridge by ``torch.optim.SGD(weight_decay)``, lasso by ``torch_ref.proximal.proximal_sgd``."""
     import torch
 
-    import torch_ref.optim
+    import torch_ref.proximal
 
     xt, yt = _train.to_torch(x), _train.to_torch(y)
     curves = {}
@@ -149,7 +149,7 @@ def torch_twins(x, y, lrs: dict[str, float], steps: int) -> dict[str, np.ndarray
             groups = [{"params": [w], "weight_decay": RIDGE_LAMBDA}, {"params": [b]}]
             optimizer = torch.optim.SGD(groups, lr=lrs[name])
         else:
-            optimizer = torch_ref.optim.proximal_sgd(
+            optimizer = torch_ref.proximal.proximal_sgd(
                 {"w": w, "b": b}, lrs[name], l1=LASSO_ALPHA, mask=MASK
             )
         curves[name] = _train.torch_fit(

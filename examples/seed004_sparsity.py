@@ -9,7 +9,7 @@ Exact zeros need the proximal step. Training ``1/(2n)‖y − Xw‖² + λ‖w�
 gradient descent on the penalty's subgradient ``λ·sign(w)`` (what adding
 ``λ·Σ|w|`` to the loss does in torch or JAX) leaves every weight oscillating around
 0 with amplitude ``ηλ``; soft-thresholding after each step
-(:func:`jaxreg.optim.l1_proximal`, ISTA) lands on exact zeros and on the lasso
+(:func:`jaxreg.proximal.l1_proximal`, ISTA) lands on exact zeros and on the lasso
 solution.
 
 Weight decay: the L2-penalized step ``w ← w − η(∇L + λw)`` is
@@ -25,7 +25,7 @@ The ridge trace and lasso path on scikit-learn's diabetes data are drawn by
 :mod:`examples.solution_space`.
 
 ``--torch`` repeats the proximal (ISTA) and the weight-decay runs with
-``torch.optim.SGD``, ``torch_ref.optim.l1_proximal`` and ``torch_ref.bridge``.
+``torch.optim.SGD``, ``torch_ref.proximal.l1_proximal`` and ``torch_ref.bridge``.
 
 Run: ``python -m examples.seed004_sparsity [--quick] [--torch] [--out plots]``
 """
@@ -160,18 +160,18 @@ def decay_equivalence(model: nnx.Module, x, y, steps: int) -> dict[str, np.ndarr
 
 
 def torch_twins(model: nnx.Module, x, y, steps: int, lr: float) -> dict[str, np.ndarray]:
-    """ISTA with ``torch_ref.optim.l1_proximal``, and ``torch.optim.SGD(weight_decay=λ)``."""
+    """ISTA with ``torch_ref.proximal.l1_proximal``, and ``torch.optim.SGD(weight_decay=λ)``."""
     import torch
     import torch.nn.functional as F
 
     import torch_ref.nn
-    import torch_ref.optim
+    import torch_ref.proximal
     from torch_ref.bridge import from_nnx
 
     xt, yt = _train.to_torch(x), _train.to_torch(y)[:, None]
     net = from_nnx(model, torch_ref.nn.Linear(P, 1, param_dtype=torch.float64))
     sgd = torch.optim.SGD(net.parameters(), lr=lr)
-    prox = torch_ref.optim.l1_proximal([net.weight], ALPHA, lr)
+    prox = torch_ref.proximal.l1_proximal([net.weight], ALPHA, lr)
 
     class Ista:
         """``torch.optim.SGD`` followed by the soft-thresholding step."""

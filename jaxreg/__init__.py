@@ -75,11 +75,13 @@ from jaxreg.nn import SwiGLUFeedForward as SwiGLUFeedForward
 # optim
 from jaxreg.optim import adam as adam
 from jaxreg.optim import adamw as adamw
-from jaxreg.optim import elastic_net_proximal as elastic_net_proximal
-from jaxreg.optim import group_lasso_proximal as group_lasso_proximal
-from jaxreg.optim import l1_proximal as l1_proximal
-from jaxreg.optim import proximal_sgd as proximal_sgd
 from jaxreg.optim import sgd as sgd
+
+# proximal
+from jaxreg.proximal import elastic_net_proximal as elastic_net_proximal
+from jaxreg.proximal import group_lasso_proximal as group_lasso_proximal
+from jaxreg.proximal import l1_proximal as l1_proximal
+from jaxreg.proximal import proximal_sgd as proximal_sgd
 
 # convergence
 from jaxreg.convergence import convergence_init as convergence_init

@@ -1,14 +1,12 @@
-"""Regularized optimizers as optax transforms: torch-exact SGD/Adam/AdamW and proximal steps.
+"""Torch-exact optimizers as optax transforms: :func:`sgd`, :func:`adam`, :func:`adamw`.
 
-Every optimizer here is a short :func:`optax.chain` of small pieces, like optax's own
-``adamw``:
-
-- :func:`sgd`, :func:`adam` and :func:`adamw` reproduce ``torch.optim.SGD``, ``Adam``
-  and ``AdamW`` step for step (same update order, same bias corrections), so a JAX
-  training run follows its torch twin to rounding error;
-- :func:`l1_proximal`, :func:`elastic_net_proximal` and :func:`group_lasso_proximal`
-  are chained *after* an optimizer and replace the parameters it produced by the
-  proximal map of a penalty; :func:`proximal_sgd` is ISTA.
+Each reproduces ``torch.optim.SGD``, ``Adam`` or ``AdamW`` step for step (same update
+order, same bias corrections, same rounding), so a JAX training run follows its torch
+twin to rounding error. Each is a short :func:`optax.chain` of the small pieces defined
+here, like optax's own ``adamw``: :func:`add_decayed_weights` (torch's coupled L2),
+:func:`trace_torch_momentum`, :func:`scale_by_torch_adam` and
+:func:`scale_by_learning_rate`. The proximal optimizers, which produce exact zeros
+(L1, elastic net, group lasso, ISTA), are in :mod:`jaxreg.proximal`.
 
 Weight-decay masks work like torch parameter groups with ``weight_decay=0``: a leaf
 whose mask is False is still stepped, it only gets no decay (as with
@@ -17,23 +15,19 @@ whose mask is False is still stepped, it only gets no decay (as with
 rather than ``optax.masked`` for three reasons: torch's exact order and rounding (the
 decay ``g + λ·w`` enters before SGD's momentum and Adam's moments, or after Adam's
 direction for AdamW); elementwise boolean masks, which ``optax.masked`` cannot take (it
-branches on each mask leaf in Python); and one resolver shared with the penalties
-(:mod:`jaxreg._masks`): masks matched to the params by path, nnx States and filters
-(``mask=nnx.PathContains("kernel")``), errors that name the first mismatching path. Under
-``nnx.Optimizer(model, tx, wrt=nnx.Param)``, ``tx.init`` sees Variables and
+branches on each mask leaf in Python); and one resolver shared with the penalties and the
+proximal steps (:mod:`jaxreg._masks`): masks matched to the params by path, nnx States
+and filters (``mask=nnx.PathContains("kernel")``), errors that name the first mismatching
+path. Under ``nnx.Optimizer(model, tx, wrt=nnx.Param)``, ``tx.init`` sees Variables and
 ``tx.update`` plain arrays; path matching makes a mask work for both.
 
-Proximal steps produce exact zeros. A subgradient L1 penalty added to the loss never
-does: its iterates oscillate around zero with amplitude ``lr·strength``, so sparsity
-needs the proximal map (soft-thresholding).
-
 Every numeric hyperparameter (``learning_rate``, ``momentum``, ``dampening``,
-``weight_decay``, ``b1``, ``b2``, ``eps``, ``strength``, ``l1_ratio``, ``l1``, ``l2``) may be
-a JAX array, traced or not: ``jax.jit(lambda lr: sgd(lr).update(...))`` compiles once for
-every value, and ``optax.inject_hyperparams`` works, with results equal to the Python
-float call (a Python ``0`` skips work that torch skips; an array zero takes a ``where``
-with the same result). The checks that need values are skipped for traced ones. Masks go
-in ``static_args`` (``inject_hyperparams`` would take a callable mask for a schedule):
+``weight_decay``, ``b1``, ``b2``, ``eps``) may be a JAX array, traced or not:
+``jax.jit(lambda lr: sgd(lr).update(...))`` compiles once for every value, and
+``optax.inject_hyperparams`` works, with results equal to the Python float call (a Python
+``0`` skips work that torch skips; an array zero takes a ``where`` with the same result).
+The checks that need values are skipped for traced ones. Masks go in ``static_args``
+(``inject_hyperparams`` would take a callable mask for a schedule):
 ``optax.inject_hyperparams(jaxreg.adamw, static_args=("mask",))(learning_rate=1e-3,
 weight_decay=1e-2, mask=jaxreg.weights_only)``. ``nesterov`` chooses the code path.
 
@@ -44,114 +38,40 @@ floats (optax's own int32 count makes most optax schedules float32).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jaxreg import _masks
-from jaxreg._numerics import (
-    check_in_unit_interval,
-    check_nonnegative,
-    is_concrete,
-    normalize_axis,
+from jaxreg._numerics import check_in_unit_interval, check_nonnegative, is_concrete
+from jaxreg._transforms import (
+    MaskOrFn,
+    Scalar,
+    ScalarOrSchedule,
+    check_learning_rate,
+    is_number,
+    lr_at,
+    map_selected,
+    require_params,
+    scalar_like,
+    unless_zero,
+    wide,
+    zero_count,
 )
 
-__all__ = [
-    "sgd",
-    "adam",
-    "adamw",
-    "l1_proximal",
-    "elastic_net_proximal",
-    "group_lasso_proximal",
-    "proximal_sgd",
-]
-
-Scalar = float | jax.Array  # a Python number or a JAX array, traced or not
-ScalarOrSchedule = Scalar | Callable[[jax.Array], Any]
-MaskOrFn = Any  # None, a pytree of bools / boolean arrays, params -> mask, or an nnx filter
+__all__ = ["sgd", "adam", "adamw"]
 
 
-# --------------------------------------------------------------------------- internals
-
-
-def _map_selected(
-    mask: MaskOrFn | None,
-    fn: Callable[[jax.Array, jax.Array], jax.Array],
-    updates: Any,
-    params: Any,
-    remembered: _masks.Remembered,
-) -> Any:
-    """``fn(u, p)`` on the selected leaves (entries) of ``updates``, ``u`` elsewhere.
-
-    Through the one resolver: a False leaf is not computed on; an elementwise mask is a
-    double where (``fn`` sees unselected entries of ``u`` and ``p`` as zeros).
-    ``remembered`` holds what ``init`` resolved from nnx Variables (see ``MaskState``).
-    """
-    selections = [e.selection for e in _masks.resolve(params, mask, remembered=remembered)]
-    flat, treedef = jax.tree.flatten(updates)
-    out = [
-        _masks.select(k, fn, u, u, p)
-        for u, p, k in zip(flat, jax.tree.leaves(params), selections, strict=True)
-    ]
-    return jax.tree.unflatten(treedef, out)
-
-
-def _check_learning_rate(learning_rate: ScalarOrSchedule, name: str = "learning_rate") -> None:
-    check_nonnegative(learning_rate, name)
-
-
-def _is_number(x: Any) -> bool:
-    """A Python (or NumPy) number: decided in Python. Arrays, traced or not, are data."""
-    return isinstance(x, int | float | np.number)
-
-
-def _unless_zero(x: Any, if_zero: jax.Array, compute: Callable[[], jax.Array]) -> jax.Array:
-    """``compute()``, or ``if_zero`` where the hyperparameter ``x`` is 0 (torch's
-    ``if x != 0``). A Python number decides in Python; an array takes a ``where`` with the
-    same result, so a traced 0 gives what a Python 0 gives (NaN computes)."""
-    if _is_number(x):
-        return if_zero if x == 0 else compute()
-    return jnp.where(jnp.asarray(x) == 0, if_zero, compute())
-
-
-def _lr_at(learning_rate: ScalarOrSchedule, count: jax.Array) -> Any:
-    """The learning rate of step ``count`` (a schedule is called, a constant returned)."""
-    return learning_rate(count) if callable(learning_rate) else learning_rate
-
-
-def _scalar(x: Any, like: jax.Array) -> jax.Array:
-    """A hyperparameter (Python float or array) cast to the dtype of ``like``."""
-    return jnp.asarray(x, dtype=like.dtype)
-
-
-def _wide(x: Any) -> jax.Array:
-    """``x`` in the widest enabled float (float64 under x64), where torch uses Python floats."""
-    return jnp.asarray(x, dtype=jax.dtypes.canonicalize_dtype(jnp.float64))
-
-
-def _require_params(params: Any, name: str) -> None:
-    if params is None:
-        raise ValueError(
-            f"`{name}` needs the current params: call `update(updates, state, params)`."
-        )
+# --------------------------------------------------------------------------- states
 
 
 class MaskState(NamedTuple):
     """What ``init`` resolved of the mask (static: the flags of a Variable-type filter,
     which ``update`` cannot see on the plain arrays ``nnx.Optimizer`` passes it)."""
 
-    mask: _masks.Remembered
-
-
-class ProximalState(NamedTuple):
-    """The number of updates applied so far (for schedules) and the resolved mask."""
-
-    count: jax.Array
     mask: _masks.Remembered
 
 
@@ -176,12 +96,6 @@ class TorchAdamState(NamedTuple):
     nu: Any
 
 
-def _zero_count() -> jax.Array:
-    """A step counter in JAX's default integer (int64 under x64): schedules evaluated at an
-    int32 count compute in float32, which would make float64 runs drift from torch."""
-    return jnp.zeros([], jax.dtypes.canonicalize_dtype(jnp.int64))
-
-
 # --------------------------------------------------------------------------- pieces
 
 
@@ -202,15 +116,15 @@ def add_decayed_weights(
         return MaskState(_masks.remember(params, mask))
 
     def update_fn(updates, state, params=None):
-        _require_params(params, "add_decayed_weights")
-        if _is_number(weight_decay) and weight_decay == 0:
+        require_params(params, "add_decayed_weights")
+        if is_number(weight_decay) and weight_decay == 0:
             return updates, state
 
         def decay(u, p):
             # torch: grad.add(param, alpha=weight_decay), i.e. g + wd * p.
-            return _unless_zero(weight_decay, u, lambda: u + _scalar(weight_decay, p) * p)
+            return unless_zero(weight_decay, u, lambda: u + scalar_like(weight_decay, p) * p)
 
-        return _map_selected(mask, decay, updates, params, state.mask), state
+        return map_selected(mask, decay, updates, params, state.mask), state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -222,17 +136,17 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> optax.GradientTra
     integer type, so its value is float64 whenever x64 is enabled (torch's ``LambdaLR``
     computes in Python floats), and the rate is cast to each leaf's dtype.
     """
-    _check_learning_rate(learning_rate)
+    check_learning_rate(learning_rate)
 
     def init_fn(params):
         del params
-        return CountState(_zero_count())
+        return CountState(zero_count())
 
     def update_fn(updates, state, params=None):
         del params
-        lr = _lr_at(learning_rate, state.count)
+        lr = lr_at(learning_rate, state.count)
         # torch: param.add_(grad, alpha=-lr), i.e. p + (-lr) * g.
-        updates = jax.tree.map(lambda g: -_scalar(lr, g) * g, updates)
+        updates = jax.tree.map(lambda g: -scalar_like(lr, g) * g, updates)
         return updates, CountState(optax.safe_increment(state.count))
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -252,25 +166,25 @@ def trace_torch_momentum(
     array momentum (traced, or from ``optax.inject_hyperparams``) keeps the buffer, so the
     state has the same structure whatever value it takes.
     """
-    if _is_number(momentum) and momentum == 0:
+    if is_number(momentum) and momentum == 0:
         return optax.identity()
 
     def init_fn(params):
-        return TorchMomentumState(_zero_count(), jax.tree.map(jnp.zeros_like, params))
+        return TorchMomentumState(zero_count(), jax.tree.map(jnp.zeros_like, params))
 
     def update_fn(updates, state, params=None):
         del params
         first = state.count == 0
 
         def buffer(g, b):
-            mu, keep = _scalar(momentum, g), _scalar(1 - _wide(dampening), g)
+            mu, keep = scalar_like(momentum, g), scalar_like(1 - wide(dampening), g)
             # torch: buf.mul_(momentum).add_(grad, alpha=1 - dampening), and buf = grad first.
             return jnp.where(first, g, b * mu + keep * g)
 
         def direction(g, b):
-            mu = _scalar(momentum, g)
+            mu = scalar_like(momentum, g)
             # An array momentum may be 0 at run time: torch then uses the gradient itself.
-            return _unless_zero(momentum, g, lambda: _where_flag(nesterov, lambda: g + mu * b, b))
+            return unless_zero(momentum, g, lambda: _where_flag(nesterov, lambda: g + mu * b, b))
 
         buf = jax.tree.map(buffer, updates, state.momentum_buffer)
         out = jax.tree.map(direction, updates, buf)
@@ -299,29 +213,29 @@ def scale_by_torch_adam(b1: Any, b2: Any, eps: Any) -> optax.GradientTransformat
 
     def init_fn(params):
         zeros = jax.tree.map(jnp.zeros_like, params)
-        return TorchAdamState(_zero_count(), zeros, zeros)
+        return TorchAdamState(zero_count(), zeros, zeros)
 
     def update_fn(updates, state, params=None):
         del params
         # torch keeps the step count and bias corrections in Python floats (double).
-        t = (state.count + 1).astype(_wide(0.0).dtype)
-        w1, w2 = 1 - _wide(b1), 1 - _wide(b2)
-        inv_bc1 = 1 / (1 - _wide(b1) ** t)
-        sqrt_bc2 = jnp.sqrt(1 - _wide(b2) ** t)
+        t = (state.count + 1).astype(wide(0.0).dtype)
+        w1, w2 = 1 - wide(b1), 1 - wide(b2)
+        inv_bc1 = 1 / (1 - wide(b1) ** t)
+        sqrt_bc2 = jnp.sqrt(1 - wide(b2) ** t)
 
         def first_moment(g, m):
             # torch: exp_avg.lerp_(grad, 1 - beta1); lerp switches form at weight 0.5.
-            w = _scalar(w1, g)
+            w = scalar_like(w1, g)
             low = lambda: m + w * (g - m)  # noqa: E731
             return _where_flag(w1 < 0.5, low, g - (g - m) * (1 - w))
 
         def second_moment(g, v):
             # torch: exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2).
-            return v * _scalar(b2, v) + _scalar(w2, g) * g * g
+            return v * scalar_like(b2, v) + scalar_like(w2, g) * g * g
 
         def direction(m, v):
-            denom = jnp.sqrt(v) / _scalar(sqrt_bc2, v) + _scalar(eps, v)
-            return _scalar(inv_bc1, m) * m / denom
+            denom = jnp.sqrt(v) / scalar_like(sqrt_bc2, v) + scalar_like(eps, v)
+            return scalar_like(inv_bc1, m) * m / denom
 
         mu = jax.tree.map(first_moment, updates, state.mu)
         nu = jax.tree.map(second_moment, updates, state.nu)
@@ -329,78 +243,6 @@ def scale_by_torch_adam(b1: Any, b2: Any, eps: Any) -> optax.GradientTransformat
         return out, TorchAdamState(optax.safe_increment(state.count), mu, nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
-
-
-def proximal_step(
-    prox: Callable[[jax.Array, Any], jax.Array],
-    learning_rate: ScalarOrSchedule,
-    mask: MaskOrFn | None = None,
-) -> optax.GradientTransformation:
-    """Replaces ``params + updates`` by ``prox(params + updates, lr)`` on the masked leaves.
-
-    The returned updates are ``prox(z, lr) - params``, so ``optax.apply_updates`` lands on
-    the proximal point; where the prox is exactly zero, ``params + (-params)`` is exactly
-    zero too.
-    """
-    _check_learning_rate(learning_rate)
-
-    def init_fn(params):
-        return ProximalState(_zero_count(), _masks.remember(params, mask))
-
-    def update_fn(updates, state, params=None):
-        _require_params(params, "proximal step")
-        lr = _lr_at(learning_rate, state.count)
-        # With an elementwise mask, unselected entries are zeros for the prox (so a
-        # group's norm is over its selected entries) and keep the optimizer's update.
-        updates = _map_selected(mask, lambda u, p: prox(p + u, lr) - p, updates, params, state.mask)
-        return updates, ProximalState(optax.safe_increment(state.count), state.mask)
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-def soft_threshold(z: jax.Array, threshold: Any) -> jax.Array:
-    """``sign(z)·max(|z| - t, 0)``: the proximal map of ``t·‖·‖₁`` (torch's ``softshrink``).
-
-    Computed as ``z - clip(z, -t, t)``: the same bits as ``softshrink`` (``z ∓ t`` outside,
-    ``+0`` inside). ``threshold`` is a scalar or an array broadcastable to ``z``'s shape.
-    """
-    t = jnp.broadcast_to(_scalar(threshold, z), z.shape)
-    return z - jnp.clip(z, -t, t)
-
-
-def _l1_l2_prox(l1: Any, l2: Any) -> Callable[[jax.Array, Any], jax.Array]:
-    """The prox of ``lr·(l1·‖w‖₁ + l2·½‖w‖²)``: soft-threshold by ``lr·l1``, then divide
-    by ``1 + lr·l2`` (each skipped where its strength is zero, as torch_ref does)."""
-
-    def prox(z, lr):
-        lr = _wide(lr)
-        out = _unless_zero(l1, z, lambda: soft_threshold(z, lr * _wide(l1)))
-        return _unless_zero(l2, out, lambda: out / _scalar(1 + lr * _wide(l2), z))
-
-    return prox
-
-
-def _group_prox(strength: Any, axis: int) -> Callable[[jax.Array, Any], jax.Array]:
-    """Block soft-thresholding of every group (``axis`` reduced), threshold ``lr·s·√size``."""
-
-    def prox(z, lr):
-        if z.ndim == 0:
-            raise ValueError(
-                "`group_lasso_proximal` needs leaves of rank >= 1 (groups are reduced over "
-                f"`axis`={axis}); exclude scalar leaves with `mask`."
-            )
-        ax = normalize_axis(axis, z.ndim)
-        t = _scalar(_wide(lr) * _wide(strength) * math.sqrt(z.shape[ax]), z)
-        sumsq = jnp.sum(z * z, axis=ax, keepdims=True)
-        # Written so that a NaN (in the group or in t) takes the computing branch.
-        drop = sumsq <= t * t
-        # Double where: the square root and the division only see kept (nonzero) groups,
-        # so neither the value nor its gradient can be NaN at finite inputs.
-        norm = jnp.sqrt(jnp.where(drop, jnp.ones_like(sumsq), sumsq))
-        scale = jnp.where(drop, jnp.zeros_like(norm), 1 - t / norm)
-        return z * jnp.broadcast_to(scale, z.shape)
-
-    return prox
 
 
 # --------------------------------------------------------------------------- optimizers
@@ -451,7 +293,7 @@ def sgd(
       >>> print(jnp.round(optax.apply_updates(params, updates)["w"], 4))
       [ 0.94 -2.03]
     """
-    _check_learning_rate(learning_rate)
+    check_learning_rate(learning_rate)
     check_nonnegative(momentum, "momentum")
     check_in_unit_interval(dampening, "dampening")
     if all(map(is_concrete, (nesterov, momentum, dampening))) and (
@@ -510,7 +352,7 @@ def adam(
       >>> print(jnp.round(updates["w"], 4))
       [-0.1  0.1]
     """
-    _check_learning_rate(learning_rate)
+    check_learning_rate(learning_rate)
     _check_adam(b1, b2, eps)
     return optax.chain(
         add_decayed_weights(weight_decay, mask),
@@ -551,7 +393,7 @@ def adamw(
       >>> print(jnp.round(updates["w"], 4))
       [-0.15  0.2 ]
     """
-    _check_learning_rate(learning_rate)
+    check_learning_rate(learning_rate)
     _check_adam(b1, b2, eps)
     return optax.chain(
         scale_by_torch_adam(b1, b2, eps),
@@ -560,155 +402,5 @@ def adamw(
     )
 
 
-# --------------------------------------------------------------------------- proximal steps
-
-
-def l1_proximal(
-    strength: Scalar, learning_rate: ScalarOrSchedule, *, mask: MaskOrFn | None = None
-) -> optax.GradientTransformation:
-    r"""Soft-thresholding after the step: the proximal map of ``strength·‖w‖₁``.
-
-    .. math::
-        w \leftarrow \operatorname{sign}(w)\,\max(|w| - \eta s, 0)
-
-    Chain it after an optimizer with the same learning rate
-    (``optax.chain(sgd(lr), l1_proximal(s, lr))``). Weights that cross zero land on
-    exactly 0; a subgradient penalty ``s·sign(w)`` added to the gradient never does.
-
-    Args:
-      strength: ``s >= 0``.
-      learning_rate: ``η`` of the step this follows (float or schedule).
-      mask: leaves (or entries) to threshold, in any form :func:`sgd` takes; the others
-        are left as the optimizer set them.
-
-    Returns:
-      An :class:`optax.GradientTransformation`.
-
-    Example:
-      >>> import optax
-      >>> params = {"w": jnp.array([0.05, -1.0])}
-      >>> opt = optax.chain(sgd(0.1), l1_proximal(1.0, 0.1))
-      >>> updates, _ = opt.update({"w": jnp.zeros(2)}, opt.init(params), params)
-      >>> print(jnp.round(optax.apply_updates(params, updates)["w"], 4))
-      [ 0.  -0.9]
-    """
-    check_nonnegative(strength, "strength")
-    return proximal_step(_l1_l2_prox(strength, 0.0), learning_rate, mask)
-
-
-def elastic_net_proximal(
-    strength: Scalar,
-    learning_rate: ScalarOrSchedule,
-    *,
-    l1_ratio: Scalar = 0.5,
-    mask: MaskOrFn | None = None,
-) -> optax.GradientTransformation:
-    r"""The proximal map of ``strength·(ρ‖w‖₁ + (1-ρ)·½‖w‖²)`` (sklearn's elastic net).
-
-    .. math::
-        w \leftarrow \frac{\operatorname{sign}(w)\max(|w| - \eta s \rho, 0)}
-        {1 + \eta s (1 - \rho)}
-
-    Args:
-      strength: ``s >= 0``.
-      learning_rate: ``η`` of the step this follows (float or schedule).
-      l1_ratio: ``ρ`` in [0, 1]; 1 is :func:`l1_proximal`.
-      mask: leaves (or entries) to regularize, in any form :func:`sgd` takes.
-
-    Returns:
-      An :class:`optax.GradientTransformation`.
-
-    Example:
-      >>> import optax
-      >>> params = {"w": jnp.array([0.05, -1.0])}
-      >>> opt = optax.chain(sgd(0.1), elastic_net_proximal(1.0, 0.1, l1_ratio=0.5))
-      >>> updates, _ = opt.update({"w": jnp.zeros(2)}, opt.init(params), params)
-      >>> print(jnp.round(optax.apply_updates(params, updates)["w"], 4))
-      [ 0.     -0.9048]
-    """
-    check_nonnegative(strength, "strength")
-    check_in_unit_interval(l1_ratio, "l1_ratio")
-    prox = _l1_l2_prox(strength * l1_ratio, strength * (1 - l1_ratio))
-    return proximal_step(prox, learning_rate, mask)
-
-
-def group_lasso_proximal(
-    strength: Scalar,
-    learning_rate: ScalarOrSchedule,
-    *,
-    axis: int = -1,
-    mask: MaskOrFn | None = None,
-) -> optax.GradientTransformation:
-    r"""Block soft-thresholding: the proximal map of ``strength·Σ_g √size_g·‖w_g‖₂``.
-
-    .. math::
-        w_g \leftarrow w_g \max\Bigl(0, 1 - \frac{\eta s \sqrt{|g|}}{\|w_g\|_2}\Bigr)
-
-    Groups: ``axis`` is reduced and every other index is a group (Yuan & Lin), so with
-    ``axis=-1`` on a ``(in, out)`` kernel each input row is a group; whole groups become
-    exactly zero.
-
-    Args:
-      strength: ``s >= 0``.
-      learning_rate: ``η`` of the step this follows (float or schedule).
-      axis: the axis reduced within a group.
-      mask: leaves (or entries) to regularize, in any form :func:`sgd` takes (scalar
-        leaves must be masked out). With an elementwise mask a group's norm is over its
-        selected entries.
-
-    Returns:
-      An :class:`optax.GradientTransformation`.
-
-    Example:
-      >>> import optax
-      >>> params = {"w": jnp.array([[0.1, 0.1], [3.0, 4.0]])}
-      >>> opt = optax.chain(sgd(0.1), group_lasso_proximal(1.0, 0.1))
-      >>> updates, _ = opt.update({"w": jnp.zeros((2, 2))}, opt.init(params), params)
-      >>> print(jnp.round(optax.apply_updates(params, updates)["w"], 3))
-      [[0.    0.   ]
-       [2.915 3.887]]
-    """
-    check_nonnegative(strength, "strength")
-    return proximal_step(_group_prox(strength, axis), learning_rate, mask)
-
-
-def proximal_sgd(
-    learning_rate: ScalarOrSchedule,
-    *,
-    l1: Scalar = 0.0,
-    l2: Scalar = 0.0,
-    mask: MaskOrFn | None = None,
-) -> optax.GradientTransformation:
-    r"""ISTA: a gradient step, then the prox of ``l1·‖w‖₁ + l2·½‖w‖²``.
-
-    .. math::
-        w_{t+1} = \frac{\operatorname{sign}(z)\max(|z| - \eta\, l_1, 0)}{1 + \eta\, l_2},
-        \quad z = w_t - \eta \nabla f(w_t)
-
-    With ``f(w) = 1/(2n)‖y - Xw‖²`` and ``η <= n/‖X‖₂²`` the iterates converge to
-    ``sklearn.linear_model.Lasso(alpha=l1)``'s coefficients, zeros exactly zero.
-
-    Args:
-      learning_rate: ``η``, a non-negative float or an optax schedule.
-      l1, l2: non-negative strengths.
-      mask: leaves (or entries) that get the regularizer, in any form :func:`sgd` takes;
-        the others are stepped without it.
-
-    Returns:
-      An :class:`optax.GradientTransformation`.
-
-    Example:
-      >>> import optax
-      >>> params = {"w": jnp.array([0.05, -1.0])}
-      >>> opt = proximal_sgd(0.1, l1=1.0)
-      >>> updates, _ = opt.update({"w": jnp.array([0.0, 1.0])}, opt.init(params), params)
-      >>> print(jnp.round(optax.apply_updates(params, updates)["w"], 4))
-      [ 0. -1.]
-    """
-    _check_learning_rate(learning_rate)
-    check_nonnegative(l1, "l1")
-    check_nonnegative(l2, "l2")
-    return optax.chain(
-        scale_by_learning_rate(learning_rate),
-        proximal_step(_l1_l2_prox(l1, l2), learning_rate, mask),
-    )
+# At the end of the module: jaxreg.proximal imports scale_by_learning_rate from this one.
+from jaxreg.proximal import soft_threshold  # noqa: E402, F401  (solvers; moves with the solvers rewrite)

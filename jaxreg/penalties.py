@@ -4,9 +4,9 @@ Every penalty takes a pytree and an optional ``mask`` that selects the leaves (o
 entries) it applies to: a pytree of bools matched to ``params`` by path, with boolean
 arrays as leaves where entries are selected, a callable ``params -> mask`` such as
 :func:`weights_only` (decay weights, not biases), or an nnx filter (``nnx.Param``,
-``nnx.PathContains("kernel")``). The optimizers of :mod:`jaxreg.optim` take the same
-masks (one resolver, ``jaxreg._masks``). Leaves masked out by a Python bool are never
-computed on; a NaN in an unselected leaf or entry takes no part in the value or the
+``nnx.PathContains("kernel")``). The optimizers of :mod:`jaxreg.optim` and
+:mod:`jaxreg.proximal` take the same masks (one resolver, ``jaxreg._masks``). Leaves
+masked out by a Python bool are never computed on; a NaN in an unselected leaf or entry takes no part in the value or the
 gradient, a NaN in a selected one makes the penalty NaN.
 
 Numeric hyperparameters (``l1_ratio``) may be traced; ``axis`` is static.
@@ -18,7 +18,7 @@ weights each group by the square root of its size (Yuan & Lin, 2006). All
 gradients are 0 at 0 (the subgradient torch uses for ``|w|`` and for ``‖w_g‖``).
 
 Note that gradient descent on a penalty never produces exact zeros; for sparsity,
-use the proximal steps in :mod:`jaxreg.optim`.
+use the proximal steps in :mod:`jaxreg.proximal`.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ README = (ROOT / "README.md").read_text()
 #: jaxreg's modules, in the order of the reference (one page each).
 MODULES = [
     "norms", "penalties", "information", "losses", "activations", "init", "nn", "optim",
-    "convergence", "diagnostics", "solvers", "fused",
+    "proximal", "convergence", "diagnostics", "solvers", "fused",
 ]  # fmt: skip
 
 

@@ -1,10 +1,15 @@
-"""jaxreg.optim against scikit-learn, closed forms and its own documented conventions."""
+"""jaxreg.optim (torch-exact SGD, Adam, AdamW) against closed forms and its conventions.
+
+The proximal optimizers are tested in tests/test_proximal.py, with the table-driven checks
+defined here (``check_*``, one body for both tables): every mask form selects exactly its
+entries, traced and injected hyperparameters equal Python floats, NaN takes part only
+where selected.
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -12,96 +17,16 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from sklearn.datasets import load_diabetes
-from sklearn.linear_model import Lasso
 
 from jaxreg import optim
-from jaxreg.convergence import minimize
-from jaxreg.penalties import l1_penalty, weights_only
+from jaxreg.penalties import weights_only
 from tests.helpers import assert_finite
 from tests.test_penalties import MASKS, BatchNormNet, make_params
 
-
-def _diabetes():
-    X, y = load_diabetes(return_X_y=True)
-    return X - X.mean(0), y - y.mean()
-
-
-def _lasso_data_term(w, X, y):
-    return 0.5 * jnp.mean((X @ w - y) ** 2)
-
-
-def test_proximal_sgd_reaches_sklearn_lasso_with_the_same_exact_zeros():
-    """ISTA's fixed point is Lasso's solution (1/(2n)‖y - Xw‖² + α‖w‖₁), zeros included."""
-    X, y = _diabetes()
-    lr = len(y) / np.linalg.eigvalsh(X.T @ X)[-1]  # 1/L
-    loss = functools.partial(_lasso_data_term, X=X, y=y)
-
-    @jax.jit
-    def ista(alpha):
-        opt = optim.proximal_sgd(lr, l1=alpha)
-        return minimize(loss, jnp.zeros(10), opt, max_steps=20_000, tol=1e-14)
-
-    for alpha in (0.1, 1.0):
-        want = Lasso(alpha, fit_intercept=False, tol=1e-14, max_iter=10**6).fit(X, y).coef_
-        w, steps, _, _ = ista(alpha)
-        assert int(steps) < 20_000
-        np.testing.assert_allclose(w, want, rtol=0, atol=1e-10 * np.max(np.abs(want)))
-        np.testing.assert_array_equal(np.asarray(w) == 0, want == 0)
-        assert np.sum(want == 0) >= 3  # the comparison is about sparsity
-
-
-def test_subgradient_l1_never_gives_exact_zeros_but_the_prox_does():
-    X, y = _diabetes()
-    loss = functools.partial(_lasso_data_term, X=X, y=y)
-
-    def run(opt, penalized):
-        def body(carry, _):
-            w, s = carry
-            g = jax.grad(lambda w: loss(w) + (1.0 * l1_penalty(w) if penalized else 0.0))(w)
-            u, s = opt.update(g, s, w)
-            return (optax.apply_updates(w, u), s), None
-
-        w0 = jnp.zeros(10)
-        return jax.lax.scan(body, (w0, opt.init(w0)), length=500)[0][0]
-
-    subgradient = run(optim.sgd(0.5), penalized=True)
-    proximal = run(optim.proximal_sgd(0.5, l1=1.0), penalized=False)
-    assert np.sum(np.asarray(subgradient) == 0) == 0
-    assert np.sum(np.asarray(proximal) == 0) >= 3
-
-
-def test_group_lasso_proximal_zeroes_whole_groups():
-    """Rows of the kernel (input features) with no signal become exactly zero, row by row."""
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((200, 6))
-    W_true = np.zeros((6, 3))
-    W_true[:2] = rng.standard_normal((2, 3))
-    Y = X @ W_true + 0.01 * rng.standard_normal((200, 3))
-    opt = optax.chain(optim.sgd(0.1), optim.group_lasso_proximal(0.05, 0.1, axis=-1))
-    loss = lambda W: 0.5 * jnp.mean(jnp.sum((X @ W - Y) ** 2, axis=-1))  # noqa: E731
-
-    def body(carry, _):
-        W, s = carry
-        u, s = opt.update(jax.grad(loss)(W), s, W)
-        return (optax.apply_updates(W, u), s), None
-
-    W0 = jnp.asarray(0.1 * rng.standard_normal((6, 3)))
-    W = np.asarray(jax.lax.scan(body, (W0, opt.init(W0)), length=300)[0][0])
-    zero_rows = np.all(W == 0, axis=1)
-    np.testing.assert_array_equal(zero_rows, [False, False, True, True, True, True])
-    assert np.all(W[:2] != 0)
-
-
-def test_group_prox_update_has_finite_gradients_at_a_zero_group():
-    opt = optim.group_lasso_proximal(1.0, 0.1)
-    params = jnp.array([[0.0, 0.0], [3.0, 4.0]])
-
-    def moved(p):
-        u, _ = opt.update(jnp.zeros_like(p), opt.init(p), p)
-        return jnp.sum(optax.apply_updates(p, u))
-
-    assert np.all(np.isfinite(jax.jit(jax.grad(moved))(params)))
+#: (make(mask), the optimizer without its regularizer): a row of a ``REGULARIZED`` table.
+Regularized = tuple[Callable[..., optax.GradientTransformation], optax.GradientTransformation]
+#: (factory, hyperparameter settings): a row of a ``HYPERPARAMETERS`` table.
+Hyperparameters = tuple[Callable[..., optax.GradientTransformation], list[dict[str, float]]]
 
 
 def test_inject_hyperparams_matches_static_hyperparameters():
@@ -151,9 +76,6 @@ def test_mask_structure_mismatch_names_mask():
     opt = optim.sgd(0.1, weight_decay=0.1, mask={"w": True})
     with pytest.raises(ValueError, match=r"`mask` has no entry for params\['b'\]"):
         opt.init({"w": jnp.ones(2), "b": jnp.ones(2)})
-    opt = optim.l1_proximal(0.1, 0.1, mask=lambda p: [True])
-    with pytest.raises(ValueError, match=r"`mask` has no entry for params\['w'\]"):
-        opt.init({"w": jnp.ones(2)})
     opt = optim.adamw(0.1, mask={"w": jnp.array([True, False])})
     with pytest.raises(ValueError, match=r"`mask` leaf at \['w'\] has shape \(2,\)"):
         opt.init({"w": jnp.ones((2, 3))})
@@ -172,11 +94,6 @@ def test_mask_structure_mismatch_names_mask():
         (lambda: optim.adam(b1=1.0), "b1"),
         (lambda: optim.adamw(b2=-0.1), "b2"),
         (lambda: optim.adamw(eps=-1.0), "eps"),
-        (lambda: optim.l1_proximal(-1.0, 0.1), "strength"),
-        (lambda: optim.l1_proximal(1.0, -0.1), "learning_rate"),
-        (lambda: optim.elastic_net_proximal(1.0, 0.1, l1_ratio=1.5), "l1_ratio"),
-        (lambda: optim.group_lasso_proximal(-1.0, 0.1), "strength"),
-        (lambda: optim.proximal_sgd(0.1, l1=-1.0), "l1"),
     ],
 )
 def test_bad_hyperparameters_raise_naming_the_argument(make, name):
@@ -184,33 +101,12 @@ def test_bad_hyperparameters_raise_naming_the_argument(make, name):
         make()
 
 
-def test_group_lasso_on_a_scalar_leaf_asks_for_a_mask():
-    opt = optim.group_lasso_proximal(1.0, 0.1)
-    params = {"w": jnp.ones((2, 2)), "b": jnp.ones(())}
-    with pytest.raises(ValueError, match="mask"):
-        opt.update(jax.tree.map(jnp.zeros_like, params), opt.init(params), params)
-
-
-def test_proximal_steps_need_params():
-    opt = optim.l1_proximal(1.0, 0.1)
-    with pytest.raises(ValueError, match="params"):
-        opt.update(jnp.zeros(2), opt.init(jnp.zeros(2)))
-
-
 # --------------------------------------------------------------------------- masks
 
 LR = 0.1
 
-
-def _sgd_then(prox: Callable[..., optax.GradientTransformation], strength: float, **kw):
-    return (
-        lambda mask: optax.chain(optim.sgd(LR, momentum=0.9), prox(strength, LR, mask=mask, **kw)),
-        optim.sgd(LR, momentum=0.9),
-    )
-
-
-#: name: (make(mask), the optimizer without its regularizer), for the regularized optimizers.
-REGULARIZED: dict[str, tuple[Callable[..., optax.GradientTransformation], Any]] = {
+#: name: (make(mask), the optimizer without its regularizer), for the optimizers with decay.
+REGULARIZED: dict[str, Regularized] = {
     "sgd": (
         lambda mask: optim.sgd(LR, momentum=0.9, dampening=0.1, weight_decay=0.3, mask=mask),
         optim.sgd(LR, momentum=0.9, dampening=0.1),
@@ -224,10 +120,6 @@ REGULARIZED: dict[str, tuple[Callable[..., optax.GradientTransformation], Any]] 
         lambda mask: optim.adamw(LR, weight_decay=0.3, mask=mask),
         optim.adamw(LR, weight_decay=0.0),
     ),
-    "l1_proximal": _sgd_then(optim.l1_proximal, 0.5),
-    "elastic_net_proximal": _sgd_then(optim.elastic_net_proximal, 0.5, l1_ratio=0.7),
-    "group_lasso_proximal": _sgd_then(optim.group_lasso_proximal, 2.0),
-    "proximal_sgd": (lambda mask: optim.proximal_sgd(LR, l1=0.5, l2=0.3, mask=mask), optim.sgd(LR)),
 }
 
 
@@ -245,36 +137,29 @@ def full_selection(selection, params):
     return jax.tree.map(lambda s, w: np.broadcast_to(s, np.shape(w)), selection, params)
 
 
-def np_group_prox_update(z, p, selected, threshold):
-    """Block soft-thresholding of the selected entries (rows, the last axis reduced), the
-    unselected entries count as zeros and keep ``z``; returned as an update from ``p``."""
-    zm = np.where(selected, z, 0.0)
-    norm = np.linalg.norm(zm, axis=-1, keepdims=True)
-    scale = np.where(norm <= threshold, 0.0, 1 - threshold / np.where(norm == 0, 1.0, norm))
-    return np.where(selected, zm * scale, z) - p
+@functools.cache
+def unmasked_updates(make: Callable, plain: optax.GradientTransformation) -> tuple:
+    """Params, grads, and the updates with the regularizer on every leaf and on none."""
+    rng = np.random.default_rng(0)
+    params, grads = make_params(rng), make_params(rng)
+    on, off = two_updates(make(None), params, grads), two_updates(plain, params, grads)
+    return params, grads, on, off
 
 
-@pytest.mark.parametrize("form", list(MASKS))
-@pytest.mark.parametrize("name", list(REGULARIZED))
-def test_every_mask_form_equals_the_explicit_selection(name, form):
+def mask_form_updates(row: Regularized, form: str) -> tuple:
+    """``(params, selected, got, on, off)``: the entries mask form ``form`` selects (boolean
+    arrays), the update with that mask, and the updates with the regularizer on every
+    leaf and on none."""
+    params, grads, on, off = unmasked_updates(*row)
+    mask, selection = MASKS[form]
+    got = two_updates(row[0](mask), params, grads)
+    return params, full_selection(selection, params), got, on, off
+
+
+def check_mask_form(row: Regularized, form: str) -> None:
     """Each mask form selects exactly the entries it stands for: the update is the
     regularized one there and the unregularized one elsewhere (leaves still stepped)."""
-    params, grads, on, off = _unmasked_updates(name)
-    mask, selection = MASKS[form]
-    selected = full_selection(selection, params)
-    got = two_updates(REGULARIZED[name][0](mask), params, grads)
-    if name == "group_lasso_proximal":  # groups over the selected entries: a NumPy oracle
-        threshold = LR * 2.0 * 2.0  # lr · strength · √4 (every leaf's last axis has size 4)
-        expected = jax.tree.map(
-            lambda p, u, s: np_group_prox_update(p + np.asarray(u), p, s, threshold),
-            params,
-            off,
-            selected,
-        )
-        for p, a, b in zip(*map(jax.tree.leaves, (params, got, expected)), strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
-            np.testing.assert_array_equal(p + np.asarray(a) == 0, p + b == 0)  # exact zeros
-        return
+    _, selected, got, on, off = mask_form_updates(row, form)
     expected = jax.tree.map(np.where, selected, on, off)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -282,26 +167,26 @@ def test_every_mask_form_equals_the_explicit_selection(name, form):
         assert not np.array_equal(jax.tree.leaves(on)[0], jax.tree.leaves(off)[0])
 
 
-@functools.cache
-def _unmasked_updates(name: str) -> tuple:
-    """Params, grads, and the updates with the regularizer on every leaf and on none."""
-    rng = np.random.default_rng(0)
-    params, grads = make_params(rng), make_params(rng)
-    make, plain = REGULARIZED[name]
-    on, off = two_updates(make(None), params, grads), two_updates(plain, params, grads)
-    return params, grads, on, off
+@pytest.mark.parametrize("form", list(MASKS))
+@pytest.mark.parametrize("name", list(REGULARIZED))
+def test_every_mask_form_equals_the_explicit_selection(name, form):
+    check_mask_form(REGULARIZED[name], form)
 
 
-def test_traced_elementwise_masks_equal_concrete_ones():
+def check_traced_masks(table: dict[str, Regularized]) -> None:
     """Array masks are data: passed into ``jit`` (Python bools become traced 0-d arrays)."""
     rng = np.random.default_rng(1)
     params, grads = make_params(rng), make_params(rng)
     mask = MASKS["arrays"][0]
-    for make, _ in REGULARIZED.values():
+    for make, _ in table.values():
         want = two_updates(make(mask), params, grads)
         got = jax.jit(lambda p, g, m, make=make: two_updates(make(m), p, g))(params, grads, mask)
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-300)  # jit vs op by op
+
+
+def test_traced_elementwise_masks_equal_concrete_ones():
+    check_traced_masks(REGULARIZED)
 
 
 NNX_MASKS = {
@@ -371,25 +256,8 @@ def test_inject_hyperparams_with_a_mask_and_a_weight_decay_schedule():
 
 # --------------------------------------------------------------------------- hyperparameters
 
-
-def l1_after_sgd(learning_rate, strength):
-    return optax.chain(
-        optim.sgd(learning_rate, momentum=0.5), optim.l1_proximal(strength, learning_rate)
-    )
-
-
-def elastic_net_after_sgd(learning_rate, strength, l1_ratio):
-    prox = optim.elastic_net_proximal(strength, learning_rate, l1_ratio=l1_ratio)
-    return optax.chain(optim.sgd(learning_rate, momentum=0.5), prox)
-
-
-def group_lasso_after_sgd(learning_rate, strength):
-    prox = optim.group_lasso_proximal(strength, learning_rate)
-    return optax.chain(optim.sgd(learning_rate, momentum=0.5), prox)
-
-
 #: name: (factory, hyperparameter settings); zeros included, where torch skips work.
-HYPERPARAMETERS = {
+HYPERPARAMETERS: dict[str, Hyperparameters] = {
     "sgd": (
         optim.sgd,
         [
@@ -415,29 +283,10 @@ HYPERPARAMETERS = {
             dict(learning_rate=0.1, b1=0.3, b2=0.5, eps=0.0, weight_decay=0.0),
         ],
     ),
-    "l1_proximal": (
-        l1_after_sgd,
-        [dict(learning_rate=0.1, strength=0.5), dict(learning_rate=0.1, strength=0.0)],
-    ),
-    "elastic_net_proximal": (
-        elastic_net_after_sgd,
-        [
-            dict(learning_rate=0.1, strength=0.5, l1_ratio=r)
-            for r in (0.7, 0.0, 1.0)  # l1 or l2 strength exactly 0
-        ],
-    ),
-    "group_lasso_proximal": (
-        group_lasso_after_sgd,
-        [dict(learning_rate=0.1, strength=2.0), dict(learning_rate=0.1, strength=0.0)],
-    ),
-    "proximal_sgd": (
-        optim.proximal_sgd,
-        [dict(learning_rate=0.1, l1=0.5, l2=0.3), dict(learning_rate=0.1, l1=0.0, l2=0.0)],
-    ),
 }
 
 
-def _assert_same_updates(got, want) -> None:
+def assert_same_updates(got, want) -> None:
     """Equal to a few ulps of the O(1) parameters (two programs, one with constant
     hyperparameters, may round a product differently; a prox update is a difference
     ``prox(w + u) - w``), with the same exact zeros."""
@@ -447,12 +296,10 @@ def _assert_same_updates(got, want) -> None:
         np.testing.assert_allclose(a, b, rtol=2e-15, atol=1e-15)
 
 
-@pytest.mark.parametrize("name", list(HYPERPARAMETERS))
-def test_traced_hyperparameters_equal_python_floats_without_retracing(name):
+def check_traced_hyperparameters(factory: Callable, settings: list[dict]) -> None:
     """Every numeric hyperparameter may be traced: one trace serves every value, the
     updates equal the Python-float call (a traced 0 what a Python 0 gives), and a NaN
     hyperparameter makes the update NaN."""
-    factory, settings = HYPERPARAMETERS[name]
     rng = np.random.default_rng(3)
     params, grads = make_params(rng), make_params(rng)
     traces = []
@@ -465,7 +312,7 @@ def test_traced_hyperparameters_equal_python_floats_without_retracing(name):
     for i, hp in enumerate(settings):
         arrays = {k: jnp.asarray(v) for k, v in hp.items()}
         python_floats = jax.jit(lambda hp=hp: two_updates(factory(**hp), params, grads))
-        _assert_same_updates(traced(arrays), python_floats())
+        assert_same_updates(traced(arrays), python_floats())
         for k in hp if i == 0 else ():  # with a momentum of 0, dampening takes no part
             nan = traced({**arrays, k: jnp.asarray(np.nan)})
             assert all(np.all(np.isnan(leaf)) for leaf in jax.tree.leaves(nan)), k
@@ -473,10 +320,13 @@ def test_traced_hyperparameters_equal_python_floats_without_retracing(name):
 
 
 @pytest.mark.parametrize("name", list(HYPERPARAMETERS))
-def test_inject_hyperparams_equals_python_floats(name):
+def test_traced_hyperparameters_equal_python_floats_without_retracing(name):
+    check_traced_hyperparameters(*HYPERPARAMETERS[name])
+
+
+def check_inject_hyperparams(factory: Callable, settings: list[dict]) -> None:
     """``optax.inject_hyperparams``: ``init`` sees concrete arrays, the jitted ``update``
     traced ones; the state keeps one structure (a momentum of 0 included)."""
-    factory, settings = HYPERPARAMETERS[name]
     rng = np.random.default_rng(4)
     params, grads = make_params(rng), make_params(rng)
 
@@ -487,7 +337,12 @@ def test_inject_hyperparams_equals_python_floats(name):
 
     for hp in settings:
         injected = optax.inject_hyperparams(factory)(**hp)
-        _assert_same_updates(second_update(injected), second_update(factory(**hp)))
+        assert_same_updates(second_update(injected), second_update(factory(**hp)))
+
+
+@pytest.mark.parametrize("name", list(HYPERPARAMETERS))
+def test_inject_hyperparams_equals_python_floats(name):
+    check_inject_hyperparams(*HYPERPARAMETERS[name])
 
 
 def test_traced_zero_hyperparameters_take_torchs_zero_path_exactly():
@@ -504,7 +359,7 @@ def test_traced_zero_hyperparameters_take_torchs_zero_path_exactly():
         python_zero = jax.jit(lambda make=make: two_updates(make(0.0), params, grads))()
         traced_zero = jax.jit(lambda zero, make=make: two_updates(make(zero), params, grads))(0.0)
         assert np.all(np.isfinite(traced_zero)), name
-        _assert_same_updates(traced_zero, python_zero)
+        assert_same_updates(traced_zero, python_zero)
         if name == "sgd":  # torch's plain step: nothing but -lr·g, exactly
             np.testing.assert_array_equal(traced_zero, -0.1 * grads)
             np.testing.assert_array_equal(python_zero, -0.1 * grads)
@@ -512,35 +367,44 @@ def test_traced_zero_hyperparameters_take_torchs_zero_path_exactly():
 
 # --------------------------------------------------------------------------- NaN
 
+#: Params with NaN entries, and a mask that leaves them out (an array-False entry of
+#: ``w``, a False leaf ``b``).
+NAN_PARAMS = {
+    "w": jnp.array([[1.0, np.nan, -2.0], [0.5, 3.0, -0.2]]),
+    "b": jnp.array([np.nan, 1.0]),
+}
+NAN_MASK = {"w": jnp.array([[True, False, True], [True, True, True]]), "b": False}
 
-def test_nan_in_masked_out_params_takes_no_part():
+
+def check_nan_masked_out(table: dict[str, Regularized]) -> None:
     """A NaN parameter under a False mask leaf or an array-False entry leaves every update
     finite, and the update's gradient too (the double where)."""
-    params = {
-        "w": jnp.array([[1.0, np.nan, -2.0], [0.5, 3.0, -0.2]]),
-        "b": jnp.array([np.nan, 1.0]),
-    }
     grads = {"w": jnp.full((2, 3), 0.3), "b": jnp.full(2, -0.1)}
-    mask = {"w": jnp.array([[True, False, True], [True, True, True]]), "b": False}
-    for name, (make, _) in REGULARIZED.items():
-        opt = make(mask)
-        assert_finite(two_updates(opt, params, grads))
+    for name, (make, _) in table.items():
+        opt = make(NAN_MASK)
+        assert_finite(two_updates(opt, NAN_PARAMS, grads))
 
         def total(p, opt=opt):
             return sum(jnp.sum(u) for u in jax.tree.leaves(two_updates(opt, p, grads)))
 
-        assert np.all(np.isfinite(np.asarray(jax.grad(total)(params)["w"]))), name
+        assert np.all(np.isfinite(np.asarray(jax.grad(total)(NAN_PARAMS)["w"]))), name
+
+
+def test_nan_in_masked_out_params_takes_no_part():
+    check_nan_masked_out(REGULARIZED)
+
+
+def check_nan_selected(table: dict[str, Regularized]) -> None:
+    """A NaN in a selected parameter makes its update NaN, and only its own."""
+    params = {"w": NAN_PARAMS["w"]}
+    grads = {"w": jnp.full((2, 3), 0.3)}
+    for name, (make, _) in table.items():
+        updates = np.asarray(two_updates(make(None), params, grads)["w"])
+        assert np.isnan(updates[0, 1]) and np.all(np.isfinite(updates[1])), name
 
 
 def test_nan_in_a_selected_param_makes_its_update_nan():
-    params = {"w": jnp.array([[1.0, np.nan, -2.0], [0.5, 3.0, -0.2]])}
-    grads = {"w": jnp.full((2, 3), 0.3)}
-    for name, (make, _) in REGULARIZED.items():
-        updates = np.asarray(two_updates(make(None), params, grads)["w"])
-        assert np.isnan(updates[0, 1]) and np.all(np.isfinite(updates[1])), name
-    # Group lasso: the NaN takes the computing branch, so its whole group is NaN.
-    updates = two_updates(REGULARIZED["group_lasso_proximal"][0](None), params, grads)
-    assert np.all(np.isnan(np.asarray(updates["w"][0])))
+    check_nan_selected(REGULARIZED)
 
 
 def test_type_filter_masks_live_in_the_optimizer_state():

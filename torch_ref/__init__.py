@@ -72,11 +72,13 @@ from torch_ref.nn import SwiGLUFeedForward as SwiGLUFeedForward
 # optim
 from torch_ref.optim import adam as adam
 from torch_ref.optim import adamw as adamw
-from torch_ref.optim import elastic_net_proximal as elastic_net_proximal
-from torch_ref.optim import group_lasso_proximal as group_lasso_proximal
-from torch_ref.optim import l1_proximal as l1_proximal
-from torch_ref.optim import proximal_sgd as proximal_sgd
 from torch_ref.optim import sgd as sgd
+
+# proximal
+from torch_ref.proximal import elastic_net_proximal as elastic_net_proximal
+from torch_ref.proximal import group_lasso_proximal as group_lasso_proximal
+from torch_ref.proximal import l1_proximal as l1_proximal
+from torch_ref.proximal import proximal_sgd as proximal_sgd
 
 # convergence
 from torch_ref.convergence import convergence_init as convergence_init
