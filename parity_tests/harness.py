@@ -1,17 +1,19 @@
-"""The parity harness: run a jaxreg function and its torch twin on the same
-NumPy inputs, in float32 and float64, on every available device, and compare
-values and gradients.
+"""The parity harness: run a JAX function and its torch twin on the same NumPy
+inputs, in float32 and float64 (bfloat16 and float16 on request), on every available
+device, and compare values and gradients.
 
 Every parity test and the parity report go through :func:`compare` (one pair of
 functions, one dtype, one device) or :func:`run_case` (a registered
-:class:`ParityCase`). Gradients are vector-Jacobian products with the same
-random cotangent on both sides, so non-scalar outputs are compared too.
+:class:`ParityCase`); :func:`assert_close_parity` is the one-line pytest form.
+Gradients are vector-Jacobian products with the same random cotangent on both
+sides, so non-scalar outputs are compared too. Whole models and training runs are
+compared by :mod:`parity_tests.models` and :mod:`parity_tests.training`.
 
-Errors are measured norm-wise: ``abs = max|jax - torch|`` over finite entries,
-``rel = abs / max|torch|``; a comparison passes when ``abs <= max(rtol * max|torch|,
-atol)`` with the one per-dtype table :data:`TOLERANCES`, non-finite entries sit
-at the same places with the same values (``inf`` only where the math is
-infinite), and no NaN appears anywhere.
+Errors are measured per leaf, named by its pytree path (:mod:`parity_tests.errors`):
+``abs = max|jax - torch|`` over finite entries, ``rel = abs / max|torch|``; a leaf
+passes when ``abs <= max(rtol * max|torch|, atol)`` with the one per-dtype table
+:data:`TOLERANCES`, its non-finite entries sit at the same places with the same
+values (``inf`` only where the math is infinite), and no NaN appears anywhere.
 """
 
 from __future__ import annotations
@@ -19,15 +21,53 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import inspect
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
+import ml_dtypes
 import numpy as np
 import torch
 
-DTYPES: tuple[str, ...] = ("float32", "float64")
+from parity_tests.errors import (
+    DTYPES,
+    LOW_PRECISION_DTYPES,
+    TOLERANCES,
+    LeafError,
+    Tolerance,
+    is_floating,
+    leaf_error,
+    numpy_dtype,
+    worst,
+)
+
+__all__ = [
+    "DTYPES",
+    "LOW_PRECISION_DTYPES",
+    "TOLERANCES",
+    "Device",
+    "LeafError",
+    "ParityCase",
+    "ParityResult",
+    "Tolerance",
+    "assert_close_parity",
+    "assert_parity",
+    "available_devices",
+    "cast_input",
+    "case_rng",
+    "check_case",
+    "compare",
+    "get_device",
+    "parity_settings",
+    "register",
+    "registered_cases",
+    "run_case",
+    "to_numpy",
+    "to_torch",
+    "torch_dtype",
+]
 
 
 @contextlib.contextmanager
@@ -46,21 +86,6 @@ def parity_settings() -> Iterator[None]:
             yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
-
-
-@dataclasses.dataclass(frozen=True)
-class Tolerance:
-    """Norm-wise tolerance: pass when ``max|a-b| <= max(rtol * max|b|, atol)``."""
-
-    rtol: float
-    atol: float
-
-
-#: The one tolerance table, per dtype, for values and gradients alike.
-TOLERANCES: dict[str, Tolerance] = {
-    "float32": Tolerance(rtol=1e-5, atol=1e-6),
-    "float64": Tolerance(rtol=1e-12, atol=1e-14),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +121,14 @@ def get_device(name: str) -> Device:
 
 @dataclasses.dataclass(frozen=True)
 class ParityResult:
-    """The outcome of one comparison (one function, dtype, device)."""
+    """The outcome of one comparison (one function, dtype, device).
+
+    ``value_abs``/``value_rel`` (and ``grad_*``) are the largest errors over all output
+    (gradient) leaves, relative to the largest reference entry, as the report prints
+    them; ``leaves`` holds each leaf's own error, named by its path (``value``,
+    ``value[0]``, ``value['loss']``, ``grad[2]`` for the input at index 2), and a leaf
+    passes against its own scale. :attr:`worst` is the leaf furthest over tolerance.
+    """
 
     name: str
     reference: str
@@ -109,15 +141,25 @@ class ParityResult:
     tolerance: Tolerance
     passed: bool
     problems: tuple[str, ...] = ()
+    leaves: tuple[LeafError, ...] = ()
+
+    @property
+    def worst(self) -> LeafError | None:
+        """The leaf with the largest error relative to what it is allowed."""
+        return worst(self.leaves)
 
     def __str__(self) -> str:
         status = "ok" if self.passed else "FAIL: " + "; ".join(self.problems)
-        return (
+        text = (
             f"{self.name} vs {self.reference} [{self.dtype}, {self.device}]: "
             f"value abs {self.value_abs:.2e} rel {self.value_rel:.2e}, "
             f"grad abs {self.grad_abs:.2e} rel {self.grad_rel:.2e} "
             f"(rtol {self.tolerance.rtol:g}) {status}"
         )
+        leaf = self.worst
+        if not self.passed and leaf is not None and not leaf.passed:
+            text += f"\n  worst leaf {leaf.describe()}"
+        return text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +192,37 @@ def case_rng(name: str) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(name.encode()))
 
 
+#: (the registering module's name, case), in order.
+_REGISTERED: list[tuple[str, ParityCase]] = []
+
+
+def register(*cases: ParityCase) -> None:
+    """Adds cases to the parity report, for ``python -m parity_tests --cases MODULE``.
+
+    The report collects, from each module it is given, the cases that module
+    registered, its ``CASES`` list, and any other module-level :class:`ParityCase`;
+    call this where cases are built in a loop or a function.
+
+    Example:
+      >>> import jaxreg, torch_ref
+      >>> register(ParityCase("mine.logsumexp", jaxreg.logsumexp, torch_ref.logsumexp,
+      ...                     lambda rng: (rng.standard_normal((3, 4)),)))
+      >>> registered_cases()[-1].name
+      'mine.logsumexp'
+    """
+    frame = inspect.currentframe()
+    caller = frame.f_back.f_globals.get("__name__", "") if frame and frame.f_back else ""
+    for case in cases:
+        if not isinstance(case, ParityCase):
+            raise TypeError(f"register takes ParityCase instances, got {type(case).__name__}")
+        _REGISTERED.append((caller, case))
+
+
+def registered_cases(module: str | None = None) -> tuple[ParityCase, ...]:
+    """The cases given to :func:`register` (by the module named ``module``, if given)."""
+    return tuple(case for name, case in _REGISTERED if module in (None, name))
+
+
 def run_case(case: ParityCase, dtype: str, device: str = "cpu") -> ParityResult:
     """Runs one registered case in one dtype on one device."""
     return compare(
@@ -164,7 +237,7 @@ def run_case(case: ParityCase, dtype: str, device: str = "cpu") -> ParityResult:
     )
 
 
-def _cast(x: Any, dtype: str) -> np.ndarray:
+def cast_input(x: Any, dtype: str) -> np.ndarray:
     """Floating inputs in ``dtype``, with the entries that are subnormal there set to 0.
 
     XLA:CPU flushes subnormal numbers to zero in some operations and not in others
@@ -172,46 +245,62 @@ def _cast(x: Any, dtype: str) -> np.ndarray:
     compare the platforms' flushing, not the functions: both sides get 0 instead.
     """
     x = np.asarray(x)
-    if np.issubdtype(x.dtype, np.floating):
-        x = x.astype(dtype)
-        return np.where(np.abs(x) < np.finfo(x.dtype).tiny, np.zeros_like(x), x)
+    if is_floating(x.dtype):
+        x = x.astype(numpy_dtype(dtype))
+        tiny = ml_dtypes.finfo(x.dtype).tiny
+        return np.where(np.abs(x) < tiny, np.zeros_like(x), x)
     return x
 
 
-def _to_numpy(x: Any) -> np.ndarray:
+_TORCH_DTYPES = {
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+}
+
+
+def torch_dtype(dtype: str) -> torch.dtype:
+    """The torch dtype of a dtype name of the tolerance table."""
+    if dtype not in _TORCH_DTYPES:
+        raise ValueError(f"dtype must be one of {list(_TORCH_DTYPES)}, got {dtype!r}")
+    return _TORCH_DTYPES[dtype]
+
+
+def to_torch(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A NumPy array as a torch tensor of the same dtype (bfloat16 through float32, exact)."""
+    if x.dtype == numpy_dtype("bfloat16"):
+        return torch.from_numpy(x.astype(np.float32)).to(device=device, dtype=torch.bfloat16)
+    return torch.from_numpy(np.array(x)).to(device)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A torch tensor (a copy, any dtype: bfloat16 through ``ml_dtypes``) or array as NumPy."""
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if x.dtype == torch.bfloat16:
+            return x.float().numpy().astype(numpy_dtype("bfloat16"))
+        return x.numpy().copy()
     return np.asarray(x)
 
 
-def _errors(
-    got: Sequence[np.ndarray], want: Sequence[np.ndarray], tol: Tolerance, what: str
-) -> tuple[float, float, list[str]]:
-    """Norm-wise absolute and relative error over a list of arrays, plus problems."""
-    problems: list[str] = []
-    max_err, max_ref = 0.0, 0.0
+def _leaf_errors(
+    names: Sequence[str],
+    got: Sequence[np.ndarray],
+    want: Sequence[np.ndarray],
+    tol: Tolerance,
+    what: str,
+) -> tuple[float, float, list[str], list[LeafError]]:
+    """Per-leaf errors, plus the norm-wise error over all leaves and every problem."""
     if len(got) != len(want):
-        return np.inf, np.inf, [f"{what}: {len(got)} jax outputs vs {len(want)} torch outputs"]
-    for i, (g, w) in enumerate(zip(got, want, strict=True)):
-        g = np.asarray(g, dtype=np.float64)
-        w = np.asarray(w, dtype=np.float64)
-        if g.shape != w.shape:
-            problems.append(f"{what}[{i}]: shape {g.shape} vs torch {w.shape}")
-            continue
-        if np.isnan(g).any():
-            problems.append(f"{what}[{i}]: jax has NaN")
-        if np.isnan(w).any():
-            problems.append(f"{what}[{i}]: torch has NaN")
-        finite = np.isfinite(g) & np.isfinite(w)
-        if not np.array_equal(g[~finite], w[~finite], equal_nan=True):
-            problems.append(f"{what}[{i}]: non-finite entries differ")
-        if finite.any():
-            max_err = max(max_err, float(np.max(np.abs(g[finite] - w[finite]))))
-            max_ref = max(max_ref, float(np.max(np.abs(w[finite]))))
+        problem = f"{what}: {len(got)} jax outputs vs {len(want)} torch outputs"
+        return np.inf, np.inf, [problem], []
+    leaves = [leaf_error(n, g, w, tol) for n, g, w in zip(names, got, want, strict=True)]
+    compared = [leaf for leaf in leaves if leaf.index is not None]
+    max_err = max((leaf.abs for leaf in compared), default=0.0)
+    max_ref = max((leaf.scale for leaf in compared), default=0.0)
     rel = max_err / max_ref if max_ref > 0 else (0.0 if max_err == 0 else np.inf)
-    if max_err > max(tol.rtol * max_ref, tol.atol):
-        problems.append(f"{what}: error {max_err:.3e} (rel {rel:.3e}) over tolerance")
-    return max_err, rel, problems
+    return max_err, rel, [p for leaf in leaves for p in leaf.problems], leaves
 
 
 @functools.lru_cache(maxsize=512)
@@ -255,7 +344,8 @@ def compare(
       jax_fn: a function of JAX arrays returning an array or a pytree of arrays.
       torch_fn: its torch twin, returning a tensor or the same structure of tensors.
       inputs: NumPy arrays (or scalars); floating ones are cast to ``dtype``.
-      dtype: ``"float32"`` or ``"float64"``.
+      dtype: a row of :data:`TOLERANCES`: ``"float32"``, ``"float64"``, ``"bfloat16"``
+        or ``"float16"``.
       device: ``"cpu"`` or ``"gpu"`` (see :func:`available_devices`).
       grad_argnums: indices of the (floating) inputs to differentiate; ``()`` for none.
       name, reference: labels for the result.
@@ -263,7 +353,8 @@ def compare(
       seed: seeds the random cotangent.
 
     Returns:
-      A :class:`ParityResult` with the largest value and gradient errors.
+      A :class:`ParityResult`: the largest value and gradient errors, and each leaf's
+      error named by its path (``value``, ``value[0]``, ``grad[i]`` for input ``i``).
     """
     with parity_settings():
         return _compare(
@@ -297,20 +388,22 @@ def _compare(
         raise ValueError(f"dtype must be one of {list(TOLERANCES)}, got {dtype!r}")
     tol = tolerance or TOLERANCES[dtype]
     dev = get_device(device)
-    args = [_cast(x, dtype) for x in inputs]
+    args = [cast_input(x, dtype) for x in inputs]
     grad_argnums = tuple(grad_argnums)
     for i in grad_argnums:
-        if not np.issubdtype(args[i].dtype, np.floating):
+        if not is_floating(args[i].dtype):
             raise TypeError(f"grad_argnums includes input {i} of dtype {args[i].dtype}")
 
     # --- JAX: the value and the VJP in one compiled call; the cotangent's shapes come
     # from tracing alone (eval_shape), so nothing is compiled twice.
     jargs = [jax.device_put(a, dev.jax_device) for a in args]
-    out_shapes = jax.tree_util.tree_leaves(jax.eval_shape(jax_fn, *jargs))
+    flat_shapes = jax.tree_util.tree_flatten_with_path(jax.eval_shape(jax_fn, *jargs))[0]
+    out_paths = [path for path, _ in flat_shapes]
+    out_shapes = [leaf for _, leaf in flat_shapes]
     rng = np.random.default_rng(seed)
     cotangents = [
         rng.standard_normal(leaf.shape).astype(leaf.dtype)
-        if np.issubdtype(leaf.dtype, np.inexact)
+        if is_floating(leaf.dtype) or np.issubdtype(leaf.dtype, np.complexfloating)
         else np.zeros(leaf.shape, leaf.dtype)
         for leaf in out_shapes
     ]
@@ -321,7 +414,7 @@ def _compare(
     jax_grads = [np.asarray(g) for g in jax_grads_raw]
     # Where the value is infinite its derivative is not compared: zero the cotangent
     # there and recompute (rare: only the edge cases with infinite values).
-    finite = [np.isfinite(leaf) | ~np.issubdtype(leaf.dtype, np.inexact) for leaf in jax_leaves]
+    finite = [np.isfinite(to_numpy(leaf)) | ~is_floating(leaf.dtype) for leaf in jax_leaves]
     if grad_argnums and not all(f.all() for f in finite):
         cotangents = [
             np.where(f, c, 0).astype(c.dtype) for f, c in zip(finite, cotangents, strict=True)
@@ -334,17 +427,17 @@ def _compare(
     # --- torch: the same inputs, cotangents and devices.
     targs = []
     for i, a in enumerate(args):
-        t = torch.from_numpy(np.array(a)).to(dev.torch_device)
+        t = to_torch(a, dev.torch_device)
         if i in grad_argnums:
             t.requires_grad_(True)
         targs.append(t)
     torch_out = torch_fn(*targs)
     torch_leaves = jax.tree_util.tree_leaves(torch_out)
-    torch_values = [_to_numpy(t) for t in torch_leaves]
+    torch_values = [to_numpy(t) for t in torch_leaves]
     torch_grads: list[np.ndarray] = []
     if grad_argnums:
         pairs = [
-            (t, torch.from_numpy(c).to(dev.torch_device))
+            (t, to_torch(c, dev.torch_device))
             for t, c in zip(torch_leaves, cotangents, strict=False)
             if isinstance(t, torch.Tensor) and t.requires_grad
         ]
@@ -356,15 +449,20 @@ def _compare(
         else:
             grads = [None] * len(wrt)
         torch_grads = [
-            np.zeros(w.shape, dtype=args[i].dtype) if g is None else _to_numpy(g)
-            for g, w, i in zip(grads, wrt, grad_argnums, strict=True)
+            np.zeros(w.shape) if g is None else to_numpy(g) for g, w in zip(grads, wrt, strict=True)
         ]
 
-    value_abs, value_rel, problems = _errors(jax_leaves, torch_values, tol, "value")
-    grad_abs, grad_rel, grad_problems = _errors(jax_grads, torch_grads, tol, "grad")
+    value_names = ["value" + jax.tree_util.keystr(p) for p in out_paths]
+    value_abs, value_rel, problems, leaves = _leaf_errors(
+        value_names, jax_leaves, torch_values, tol, "value"
+    )
+    grad_names = [f"grad[{i}]" for i in grad_argnums]
+    grad_abs, grad_rel, grad_problems, grad_leaves = _leaf_errors(
+        grad_names, jax_grads, torch_grads, tol, "grad"
+    )
     problems += grad_problems
     for leaf in jax_leaves:
-        if leaf.dtype != np.dtype(dtype) and np.issubdtype(leaf.dtype, np.floating):
+        if leaf.dtype != numpy_dtype(dtype) and is_floating(leaf.dtype):
             problems.append(f"jax returned {leaf.dtype} for {dtype} inputs")
     return ParityResult(
         name=name or getattr(jax_fn, "__name__", "fn"),
@@ -378,12 +476,59 @@ def _compare(
         tolerance=tol,
         passed=not problems,
         problems=tuple(problems),
+        leaves=(*leaves, *grad_leaves),
     )
 
 
+def _failure_message(result: ParityResult) -> str:
+    """The result, then every leaf over tolerance, worst first (as torch.testing does)."""
+    bad = sorted((leaf for leaf in result.leaves if not leaf.passed), key=lambda x: -x.ratio)
+    lines = [str(result).split("\n")[0]]
+    lines += ["  " + leaf.describe() for leaf in bad]
+    return "\n".join(lines)
+
+
 def assert_parity(result: ParityResult) -> None:
-    """Fails the calling test with the full result when it did not pass."""
-    assert result.passed, str(result)
+    """Fails the calling test when ``result`` did not pass.
+
+    The message is the result, then each leaf over tolerance (worst first) with its
+    path, the index of its largest difference and both values there, e.g.::
+
+        grad[1]: 3 / 12 entries over tolerance; greatest difference 2.000e-03 (rel 1.0e-03,
+        allowed 2.0e-12) at index (2, 0): jax 1.002, torch 1.0
+    """
+    if not result.passed:
+        raise AssertionError(_failure_message(result))
+
+
+def assert_close_parity(
+    jax_fn: Callable[..., Any],
+    torch_fn: Callable[..., Any],
+    inputs: Sequence[Any],
+    **kwargs: Any,
+) -> ParityResult:
+    """:func:`compare`, then :func:`assert_parity`: one line in a pytest test.
+
+    Args:
+      jax_fn, torch_fn, inputs: as for :func:`compare`.
+      **kwargs: the keyword arguments of :func:`compare` (``dtype``, ``grad_argnums``,
+        ``tolerance``, ...).
+
+    Returns:
+      The :class:`ParityResult`, when it passed.
+
+    Raises:
+      AssertionError: naming the worst leaf, its index and both values.
+
+    Example:
+      >>> import jaxreg, torch_ref
+      >>> x = np.linspace(-2.0, 2.0, 6).reshape(2, 3)
+      >>> assert_close_parity(jaxreg.logsumexp, torch_ref.logsumexp, [x]).passed
+      True
+    """
+    result = compare(jax_fn, torch_fn, inputs, **kwargs)
+    assert_parity(result)
+    return result
 
 
 def check_case(case: ParityCase) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 
 import jaxreg
 import torch_ref
-from parity_tests.harness import _cast, compare
+from parity_tests.harness import cast_input, compare
 
 
 def test_import_and_compare_leave_the_callers_settings_alone():
@@ -36,8 +36,8 @@ def test_subnormal_inputs_are_flushed_on_both_sides():
     """Inputs that are subnormal in the compared dtype become 0 for both frameworks (XLA
     flushes them in some operations only), so a generated 1e-40 cannot turn a run red."""
     x = np.array([1e-40, -1e-45, 1e-300, 2.0, np.nan])
-    np.testing.assert_array_equal(_cast(x, "float32"), [0.0, 0.0, 0.0, 2.0, np.nan])
-    np.testing.assert_array_equal(_cast(x, "float64")[:2], x[:2])
+    np.testing.assert_array_equal(cast_input(x, "float32"), [0.0, 0.0, 0.0, 2.0, np.nan])
+    np.testing.assert_array_equal(cast_input(x, "float64")[:2], x[:2])
     result = compare(
         jaxreg.leaky_relu, torch_ref.leaky_relu, [np.array([1e-40, -3.0])], dtype="float32"
     )

@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxreg import init as ji
+from parity_tests._shared import INITS, LAYOUTS, assert_distribution, expected_scale
 from parity_tests.harness import ParityCase, check_case
-from tests.test_init import INITS, LAYOUTS, assert_distribution, expected_scale
 from torch_ref import init as ti
 
 #: (shape in jaxreg's default layout (…, in, out), the same weight in torch's layout)
