@@ -120,6 +120,22 @@ def _as_flat(tree: Any) -> dict[str, tuple[Path, Any]]:
     return out
 
 
+def untied_state(torch_model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``torch_model``'s parameters and buffers by name, each tensor once.
+
+    Tensors torch ties together (a head sharing the embedding's weight) appear under
+    every name in ``state_dict()``; only the first name is kept, as ``named_parameters()``
+    does, so that a converter sees each tensor once.
+    """
+    seen: set[int] = set()
+    state = {}
+    for name, tensor in torch_model.state_dict(keep_vars=True).items():
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            state[name] = tensor.detach()
+    return state
+
+
 class ParamMapping:
     """The correspondence between a torch module's and an nnx module's parameters.
 
@@ -186,7 +202,7 @@ class ParamMapping:
     ) -> list[ParamPair]:
         """Pairs from a converter: arrays filled with each torch name's number go through
         it, and the numbers found in each nnx leaf name its sources."""
-        state = torch_model.state_dict()
+        state = untied_state(torch_model)
         names = list(state)
         codes = {n: np.full(tuple(state[n].shape), float(i + 1)) for i, n in enumerate(names)}
         converted = _as_flat(self._converter(codes, self._nnx_model))
