@@ -33,12 +33,14 @@ from jaxreg.information import cross_entropy as cross_entropy
 from jaxreg.information import entropy as entropy
 from jaxreg.information import entropy_from_logits as entropy_from_logits
 from jaxreg.information import js_divergence as js_divergence
+from jaxreg.information import kl_div as kl_div
 from jaxreg.information import kl_divergence as kl_divergence
 from jaxreg.information import kl_divergence_from_logits as kl_divergence_from_logits
 from jaxreg.information import log_softmax as log_softmax
 from jaxreg.information import logsumexp as logsumexp
 from jaxreg.information import self_information as self_information
 from jaxreg.information import softmax as softmax
+from jaxreg.information import xlogy as xlogy
 
 # losses
 from jaxreg.losses import binary_cross_entropy_with_logits as binary_cross_entropy_with_logits
@@ -110,6 +112,7 @@ from jaxreg.solvers import ridge as ridge
 from jaxreg.solvers import SolverInfo as SolverInfo
 
 # fused
+from jaxreg.fused import CrossEntropyAux as CrossEntropyAux
 from jaxreg.fused import fused_linear_cross_entropy as fused_linear_cross_entropy
 from jaxreg.fused import vocab_parallel_cross_entropy as vocab_parallel_cross_entropy
 from jaxreg.fused import (

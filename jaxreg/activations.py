@@ -155,44 +155,59 @@ def leaky_relu(x: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Array:
     return jnp.where(x > 0, x, slope * x)
 
 
-@_numerics.compiled()
-def prelu(x: ArrayLike, weight: ArrayLike) -> jax.Array:
-    r"""Parametric ReLU: a leaky ReLU with a learned slope, per channel on the last axis.
+@_numerics.compiled("axis")
+def prelu(x: ArrayLike, weight: ArrayLike, axis: int = -1) -> jax.Array:
+    r"""Parametric ReLU: a leaky ReLU with a learned slope per channel (along ``axis``).
 
     .. math::
-      \mathrm{prelu}(x)_{\dots c} = \begin{cases} x_{\dots c} & x_{\dots c} > 0 \\
-        w_c\, x_{\dots c} & x_{\dots c} \le 0 \end{cases}
+      \mathrm{prelu}(x)_{\dots c \dots} = \begin{cases} x_{\dots c \dots} & x_{\dots c \dots} > 0 \\
+        w_c\, x_{\dots c \dots} & x_{\dots c \dots} \le 0 \end{cases}
 
-    The derivative at 0 is the slope ``w_c`` (torch). torch's ``F.prelu`` puts the
-    channels on dim 1; here they are on the last axis, like every class/feature
-    axis in jaxreg.
+    The derivative at 0 is the slope ``w_c`` (torch). The channels are on the last
+    axis by default, like every class/feature axis in jaxreg; torch's ``F.prelu``
+    puts them on dim 1, so ported code calls ``prelu(x, weight, axis=1)`` (for an
+    input of one or no dimension torch has one channel: ``weight`` is then a single
+    slope, whatever ``axis``).
 
     Args:
-      x: floating array ``[..., C]``.
+      x: floating array ``[..., C, ...]`` with the channels on ``axis``.
       weight: the slope, a scalar, shape ``[1]`` or ``[C]``.
+      axis: the channel axis of ``x`` (``1`` for torch's layout).
 
     Returns:
       Same shape and dtype as ``x``.
 
     Raises:
-      ValueError: if ``weight`` is neither a scalar nor of size 1 or ``C``.
+      ValueError: if ``weight`` is neither a scalar nor of size 1 or ``C``, or ``axis``
+        is out of range.
 
     Example:
       >>> x = jnp.array([[-1.0, -1.0], [2.0, 0.0]])
       >>> print(prelu(x, jnp.array([0.25, 0.5])))
       [[-0.25 -0.5 ]
        [ 2.    0.  ]]
+      >>> print(prelu(x, jnp.array([0.25, 0.5]), axis=0))  # channels on the rows
+      [[-0.25 -0.25]
+       [ 2.    0.  ]]
     """
     x = _numerics.as_float_array(x, "x")
     w = _numerics.as_float_array(weight, "weight")
-    channels = x.shape[-1] if x.ndim else 1
-    if w.ndim > 1 or (w.ndim == 1 and w.shape[0] not in (1, channels)):
-        raise ValueError(
-            f"prelu: `weight` must be a scalar or have shape (1,) or ({channels},) to match the "
-            f"last axis of `x` (shape {x.shape}), got shape {w.shape}."
-        )
-    # A single slope is a scalar; per-channel slopes broadcast along the last axis.
-    w = w.reshape(()) if w.size == 1 else w
+    if w.ndim <= 1 and w.size == 1:
+        w = w.reshape(())  # a single slope: a scalar, no channel axis needed
+    else:
+        channel_axis = _numerics.normalize_axis(axis, x.ndim) if x.ndim else -1
+        channels = x.shape[channel_axis] if x.ndim else 1
+        if w.ndim > 1 or w.size != channels:
+            where = f"axis {axis} of `x` (shape {x.shape})" if x.ndim else "a scalar `x`"
+            raise ValueError(
+                f"prelu: `weight` must be a scalar or have shape (1,) or ({channels},) to "
+                f"match {where}, got shape {w.shape}; torch's channels are on dim 1: pass "
+                f"`axis=1`."
+            )
+        # per-channel slopes, laid along `axis` and broadcast over the other axes
+        shape = [1] * x.ndim
+        shape[channel_axis] = w.size
+        w = w.reshape(shape)
     w = jnp.broadcast_to(w.astype(x.dtype), x.shape)
     return jnp.where(x > 0, x, w * x)
 

@@ -1,36 +1,34 @@
 """Memory-efficient fused linear cross-entropy and vocab-parallel cross-entropy.
 
-A language-model head followed by cross-entropy, ``CE(hidden @ weight + bias, labels)``,
-normally builds the ``[N, V]`` logits and, for the gradient, the ``[N, V]`` softmax:
-at ``N = 8192`` tokens and a ``V = 128256`` vocabulary that is 4 GiB per float32 copy.
-:func:`fused_linear_cross_entropy` never builds them. It walks over the vocabulary in
-chunks inside one ``lax.fori_loop`` (a Python loop would be unrolled by XLA and keep
-every chunk alive), keeps a running maximum and sum per row (the online logsumexp),
-stores only the per-row logsumexp for the backward pass, and there recomputes each
-chunk's logits to form ``softmax - target`` one chunk at a time.
+A language-model head followed by cross-entropy, ``CE(hidden @ linear_weight + bias)``,
+normally builds the ``[N, V]`` logits and, for the gradient, the ``[N, V]`` softmax: at
+``N = 8192`` tokens and a ``V = 128256`` vocabulary that is 4 GiB per float32 copy.
+:func:`fused_linear_cross_entropy` never builds them: a chunked kernel
+(``jaxreg/_fused_kernel.py``) computes a few statistics per row (the logsumexp, the
+label's logit, the sum of the logits) and this module turns them into the loss.
 
 For a vocabulary sharded over a mesh axis (Megatron's vocab-parallel head),
 :func:`vocab_parallel_cross_entropy` takes each device's slice of the logits inside
-``jax.shard_map`` and combines them with one ``pmax`` and one ``psum``;
+``jax.shard_map`` and combines the statistics with one ``pmax`` and one ``psum``;
 :func:`vocab_parallel_fused_linear_cross_entropy` does the same for a vocab-sharded
 weight without building even the local logits.
 
-All three follow :func:`jaxreg.losses.softmax_cross_entropy` with integer labels
-(torch semantics): the mean is over the rows whose label is not ``ignore_index``,
-every label ignored gives 0 with gradient 0, and label smoothing ``ε`` uses the
-target ``(1-ε)·onehot + ε/V``.
+All three follow :func:`jaxreg.losses.softmax_cross_entropy` (torch semantics) and take
+the options of current LLM recipes, composable with each other: class ``weight`` (torch's
+weighted mean), per-token ``token_weight``, label smoothing, probability targets, PaLM's
+``z_loss``, logit soft-capping ``softcap``, a padded vocabulary (``num_valid_classes``),
+auxiliary outputs (``return_aux``) and a float32 loss for bf16 inputs (``out_dtype``).
 
 Unlike the rest of jaxreg, the fused functions are reverse-mode only: they are
 ``jax.custom_vjp`` functions, so ``jax.grad``/``jax.vjp`` work and ``jax.jvp`` does not.
-That is the one documented exception to the rule that every function supports
-``jvp``; a forward-mode derivative would need the ``[N, V]`` tangent logits anyway.
+That is the one documented exception to the rule that every function supports ``jvp``;
+a forward-mode derivative would need the ``[N, V]`` tangent logits anyway.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,58 +36,126 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
+from jaxreg import _fused_kernel as kernel
 from jaxreg import _numerics
 
 __all__ = [
+    "CrossEntropyAux",
     "fused_linear_cross_entropy",
     "vocab_parallel_cross_entropy",
     "vocab_parallel_fused_linear_cross_entropy",
 ]
 
-# Default chunk: about this many logits per chunk. On a CPU the few chunk-sized buffers
-# of a loop step should stay in cache (2**20 float32 = 4 MiB: 10-15% faster than 2**22
-# at N=1024); an accelerator wants fewer, larger matmuls (2**23 = 32 MiB).
-_CHUNK_ELEMENTS = {"cpu": 2**20}
-_CHUNK_ELEMENTS_ACCELERATOR = 2**23
-_CHUNK_MULTIPLE = 128
-# bf16 weight gradients are assembled in blocks of about this many bytes (see `_block_layout`).
-_BLOCK_BYTES = 2**26
+
+class CrossEntropyAux(NamedTuple):
+    """The auxiliary outputs of the fused losses (``return_aux=True``), from the same pass.
+
+    Attributes:
+      logsumexp: ``[...]`` each token's ``log Σ_c exp(s_c)`` over the classes (every
+        token, ignored ones included), in the loss's dtype.
+      z_loss: the z-loss term included in the loss, reduced like it (a scalar, or ``[...]``
+        for ``reduction="none"``), in the loss's dtype.
+      num_correct: ``int32`` scalar, the number of tokens taking part (label not ignored,
+        token weight not 0) whose argmax over the classes is the label (for probability
+        targets: the target's argmax). Ties go to the first class, as ``jnp.argmax``.
+    """
+
+    logsumexp: jax.Array
+    z_loss: jax.Array
+    num_correct: jax.Array
+
+
+class _Options(NamedTuple):
+    """The loss options of one call (checked by :func:`_check_options`)."""
+
+    ignore_index: int
+    label_smoothing: ArrayLike
+    z_loss: ArrayLike
+    softcap: ArrayLike | None
+    num_valid_classes: int | None
+    reduction: str
+    return_aux: bool
+    out_dtype: Any
+
+
+class _Vocab(NamedTuple):
+    """This device's columns: ``local`` of them from column ``offset`` of ``total``, of which
+    the first ``classes`` are classes (``limit``: the local count below that, or None)."""
+
+    local: int
+    offset: Any
+    total: int
+    classes: int
+    limit: jax.Array | None
 
 
 # --------------------------------------------------------------------------- checks
 
 
-def _check_options(ignore_index: int, label_smoothing: ArrayLike, reduction: str) -> None:
-    _numerics.check_reduction(reduction)
+def _known_zero(x: ArrayLike) -> bool:
+    """Whether ``x`` is a concrete zero (then its term is skipped: the same result)."""
+    return _numerics.is_concrete(x) and float(np.asarray(x)) == 0.0
+
+
+def _check_options(opts: _Options, dtype: Any) -> _Options:
+    """``opts`` with ``out_dtype`` resolved (``dtype`` by default), or the error."""
+    ignore_index, label_smoothing, z_loss, softcap, num_valid_classes = opts[:5]
+    _numerics.check_reduction(opts.reduction)
     _numerics.check_in_unit_interval(label_smoothing, "label_smoothing")
+    _numerics.check_nonnegative(z_loss, "z_loss")
     if not isinstance(ignore_index, int | np.integer):
         raise TypeError(f"`ignore_index` must be a Python int, got {type(ignore_index).__name__}.")
+    if softcap is not None:
+        if jnp.ndim(softcap) != 0:
+            raise ValueError(f"`softcap` must be a scalar or None, got shape {jnp.shape(softcap)}.")
+        if _numerics.is_concrete(softcap) and not float(np.asarray(softcap)) > 0:
+            raise ValueError(f"`softcap` must be positive (or None: no cap), got {softcap}.")
+    if num_valid_classes is not None and (
+        not isinstance(num_valid_classes, int | np.integer) or num_valid_classes < 1
+    ):
+        raise ValueError(
+            f"`num_valid_classes` must be a positive int or None, got {num_valid_classes!r}."
+        )
+    if not isinstance(opts.return_aux, bool):
+        raise TypeError(f"`return_aux` must be a Python bool, got {opts.return_aux!r}.")
+    out_dtype = jnp.dtype(dtype if opts.out_dtype is None else opts.out_dtype)
+    if not jnp.issubdtype(out_dtype, jnp.floating):
+        raise TypeError(f"`out_dtype` must be a floating dtype, e.g. jnp.float32, got {out_dtype}.")
+    return opts._replace(out_dtype=out_dtype)
 
 
-def _known_zero(x: ArrayLike) -> bool:
-    """Whether ``x`` is a concrete zero (then the logit sums need not be computed)."""
-    return _numerics.is_concrete(x) and float(x) == 0.0
-
-
-def _check_labels(labels: ArrayLike, batch_shape: tuple[int, ...], what: str) -> jax.Array:
+def _check_targets(
+    labels: ArrayLike, batch_shape: tuple, columns: int, what: str, ignore_index: int
+) -> jax.Array:
+    """Integer class ids of shape ``batch_shape``, or probabilities with ``columns`` more."""
+    labels = jnp.asarray(labels)
+    if jnp.issubdtype(labels.dtype, jnp.floating):
+        if labels.shape != (*batch_shape, columns):
+            raise ValueError(
+                f"floating `labels` are probabilities and must have shape "
+                f"{(*batch_shape, columns)}, one per column of `{what}`, got {labels.shape}; "
+                f"class ids must be integers (`labels.astype(jnp.int32)`)."
+            )
+        if ignore_index != -100:
+            raise ValueError(
+                "`ignore_index` is not supported with probability labels (as in torch); give "
+                "the rows to skip a `token_weight` of 0 instead, or use integer labels."
+            )
+        return labels
     labels = _numerics.as_int_array(labels, "labels")
     if labels.shape != batch_shape:
         raise ValueError(
             f"`labels` must have the batch shape of `{what}`, {batch_shape}, got {labels.shape}: "
-            f"one class id per row of `{what}`."
+            f"one class id per row of `{what}` (or probabilities with one more axis)."
         )
     return labels
 
 
 def _check_linear(
-    hidden: ArrayLike,
-    weight: ArrayLike,
-    bias: ArrayLike | None,
-    labels: ArrayLike,
-    names: tuple[str, str],
-) -> tuple[jax.Array, jax.Array, jax.Array | None, jax.Array]:
-    """``hidden [..., D]``, ``weight (D, V)``, ``bias (V,)`` and ``labels [...]`` as arrays,
-    or an error naming the argument (``names`` are the weight's and the bias's)."""
+    hidden: ArrayLike, weight: ArrayLike, bias: ArrayLike | None, names: tuple[str, str]
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """``hidden [..., D]``, ``weight (D, V)`` and ``bias (V,)`` as arrays, or an error naming
+    the argument (``names`` are the weight's and the bias's)."""
     w_name, b_name = names
     hidden = _numerics.as_float_array(hidden, "hidden")
     weight = _numerics.as_float_array(weight, w_name)
@@ -103,7 +169,6 @@ def _check_linear(
             f"has shape {weight.shape}; it must be (D, V) = (in_features, vocab). A torch "
             f"nn.Linear weight is (V, D): pass its transpose."
         )
-    labels = _check_labels(labels, hidden.shape[:-1], "hidden")
     dtypes = {"hidden": hidden.dtype, w_name: weight.dtype}
     if bias is not None:
         bias = _numerics.as_float_array(bias, b_name)
@@ -119,452 +184,436 @@ def _check_linear(
             f"{named}: these must share one dtype; cast them, e.g. "
             f"`{w_name}.astype(hidden.dtype)` (the products accumulate in float32 anyway)."
         )
-    return hidden, weight, bias, labels
+    return hidden, weight, bias
 
 
-def _default_chunk_size(num_rows: int, vocab: int, backend: str | None = None) -> int:
-    """A vocab chunk of about ``_CHUNK_ELEMENTS`` logits for the (default) backend, a
-    multiple of 128, at most ``vocab``."""
-    backend = backend or jax.default_backend()
-    elements = _CHUNK_ELEMENTS.get(backend, _CHUNK_ELEMENTS_ACCELERATOR)
-    chunk = elements // max(num_rows, 1)
-    chunk = max(_CHUNK_MULTIPLE, chunk // _CHUNK_MULTIPLE * _CHUNK_MULTIPLE)
-    return min(chunk, vocab)
+def _check_row_weights(
+    weight: ArrayLike | None, token_weight: ArrayLike | None, classes: int, batch_shape: tuple
+) -> tuple[jax.Array | None, jax.Array | None]:
+    if weight is not None:
+        weight = _numerics.as_float_array(weight, "weight")
+        if weight.shape != (classes,):
+            raise ValueError(
+                f"`weight` (class weights) must have shape ({classes},), one per class, got "
+                f"{weight.shape}."
+            )
+    if token_weight is not None:
+        token_weight = _numerics.as_float_array(token_weight, "token_weight")
+        if token_weight.shape != batch_shape:
+            raise ValueError(
+                f"`token_weight` must have the batch shape {batch_shape}, one weight per "
+                f"token, got {token_weight.shape}."
+            )
+    return weight, token_weight
 
 
-# --------------------------------------------------------------------------- kernel
+def _vocab(local: int, axis_name: Hashable | None, num_valid_classes: int | None) -> _Vocab:
+    shards = 1 if axis_name is None else lax.axis_size(axis_name)
+    offset = 0 if axis_name is None else lax.axis_index(axis_name).astype(jnp.int32) * local
+    total = local * shards
+    classes = total if num_valid_classes is None else int(num_valid_classes)
+    if classes > total:
+        raise ValueError(
+            f"`num_valid_classes`={classes} exceeds the {total} columns of the weight (logits)."
+        )
+    limit = None if classes == total else jnp.asarray(classes - offset, jnp.int32)
+    return _Vocab(local, offset, total, classes, limit)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Config:
-    """Static settings of the chunked loops (hashable: a ``nondiff_argnums`` argument)."""
-
-    chunk_size: int
-    num_chunks: int
-    with_sum: bool  # also sum the logits of each row (needed for label smoothing)
+# --------------------------------------------------------------------------- the loss
 
 
-def _zeros(shape: tuple[int, ...], dtype: jnp.dtype, *like: jax.Array | None) -> jax.Array:
-    """Zeros that vary over the mesh axes ``like`` varies over, as loop carries inside
-    ``shard_map`` must (outside it, plain zeros)."""
-    out = jnp.zeros(shape, dtype)
-    for x in like:
-        if x is not None:
-            out = out + jnp.zeros_like(x, dtype=dtype, shape=())
-    return out
-
-
-def _matmul(a: jax.Array, b: jax.Array, acc: jnp.dtype) -> jax.Array:
-    """``a @ b`` on the inputs' dtype with ``acc`` accumulation."""
-    return lax.dot_general(a, b, (((1,), (0,)), ((), ())), preferred_element_type=acc)
-
-
-def _to_bits(x: jax.Array) -> jax.Array:
-    """The same bytes as unsigned integers of the same width."""
-    return lax.bitcast_convert_type(x, jnp.dtype(f"uint{8 * x.dtype.itemsize}"))
-
-
-def _from_bits(bits: jax.Array, dtype: jnp.dtype) -> jax.Array:
-    """Floats from :func:`_to_bits`'s integers, behind a barrier XLA cannot move work across."""
-    return lax.bitcast_convert_type(lax.optimization_barrier(bits), dtype)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
-def _slice_columns(weight: jax.Array, k: jax.Array, start: jax.Array, size: int) -> jax.Array:
-    """``weight[:, start:start + size]`` inside loop step ``k``, without a copy of ``weight``."""
-    # Tying the weight to the loop counter keeps everything below inside the loop. The
-    # slice is taken of the raw bits: XLA:CPU has no bf16 dynamic-slice and would slice
-    # a float32 copy of the whole weight, which it then hoists out of the loop (2 GiB
-    # for a bf16 (4096, 128256) weight).
-    weight, _ = lax.optimization_barrier((weight, k))
-    bits = lax.dynamic_slice_in_dim(_to_bits(weight), start, size, axis=1)
-    return _from_bits(bits, weight.dtype)
-
-
-@_slice_columns.defjvp
-def _slice_columns_jvp(size, primals, tangents):
-    # A slice is linear: the tangent is the same slice. (Bits carry no derivative, so
-    # this rule is what keeps second derivatives of the fused loss right.)
-    weight, k, start = primals
-    out = _slice_columns(weight, k, start, size)
-    return out, lax.dynamic_slice_in_dim(tangents[0], start, size, axis=1)
-
-
-def _chunk(
-    k: jax.Array,
-    hidden: jax.Array,
-    weight: jax.Array,
-    bias: jax.Array | None,
+def _kernel_inputs(
     labels: jax.Array,
-    cfg: _Config,
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Logits of vocab chunk ``k`` and its bookkeeping.
-
-    The last chunk starts at ``V - chunk_size`` (its start is clamped) instead of being
-    padded, so it overlaps the chunk before; ``fresh`` marks the columns no earlier chunk
-    has covered, and only those count in sums over the vocabulary.
-
-    Returns:
-      ``(logits [N, C] in the accumulation dtype, weight chunk (D, C), start, fresh [1, C],
-      hit [N, C])``, where ``hit`` marks each row's label column.
-    """
-    acc = _numerics.compute_dtype(hidden.dtype)
-    size, vocab = cfg.chunk_size, weight.shape[1]
-    k = jnp.asarray(k, jnp.int32)
-    start = jnp.minimum(k * size, vocab - size)
-    w = _slice_columns(weight, k, start, size)
-    logits = _matmul(hidden, w, acc)
-    if bias is not None:
-        b = lax.dynamic_slice_in_dim(bias, start, size).astype(acc)
-        logits = logits + b[None, :]
-    cols = start + jnp.arange(size, dtype=jnp.int32)
-    fresh = (cols >= k * size)[None, :]
-    hit = cols[None, :] == labels[:, None]
-    return logits, w, start, fresh, hit
-
-
-def _stats_loop(
-    hidden: jax.Array,
-    weight: jax.Array,
-    bias: jax.Array | None,
-    labels: jax.Array,
-    cfg: _Config,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """One pass over the columns of ``weight`` with the online logsumexp."""
-    acc = _numerics.compute_dtype(hidden.dtype)
-
-    def step(k, carry):
-        m, s, z_label, z_sum = carry
-        logits, _, _, fresh, hit = _chunk(k, hidden, weight, bias, labels, cfg)
-        masked = jnp.where(fresh, logits, -jnp.inf)
-        m_new = jnp.maximum(m, jnp.max(masked, axis=1))
-        # Rescale the old sum to the new maximum: exp(m - m_new) <= 1 never overflows.
-        s = s * jnp.exp(m - m_new) + jnp.sum(jnp.exp(masked - m_new[:, None]), axis=1)
-        z_label = z_label + jnp.sum(jnp.where(hit & fresh, logits, 0.0), axis=1)
-        if cfg.with_sum:
-            z_sum = z_sum + jnp.sum(jnp.where(fresh, logits, 0.0), axis=1)
-        return m_new, s, z_label, z_sum
-
-    zeros = _zeros(hidden.shape[:1], acc, hidden, weight, bias, labels)
-    m, s, z_label, z_sum = lax.fori_loop(
-        0, cfg.num_chunks, step, (zeros - jnp.inf, zeros, zeros, zeros)
-    )
-    # Every chunk has a finite logit, so m is finite and s >= 1.
-    return m + jnp.log(s), z_label, z_sum
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _chunked_stats(
-    hidden: jax.Array,
-    weight: jax.Array,
-    bias: jax.Array | None,
-    labels: jax.Array,
-    cfg: _Config,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Per row of ``z = hidden @ weight + bias``: ``logsumexp(z)``, ``z[label]`` (0 when the
-    label is no column of ``weight``) and ``sum(z)`` (0 unless ``cfg.with_sum``), ``[N]`` each."""
-    return _stats_loop(hidden, weight, bias, labels, cfg)
-
-
-def _chunked_stats_fwd(hidden, weight, bias, labels, cfg):
-    stats = _stats_loop(hidden, weight, bias, labels, cfg)
-    # Residuals: the inputs and the per-row logsumexp; no logits are kept.
-    return stats, (hidden, weight, bias, labels, stats[0])
-
-
-def _block_layout(weight: jax.Array, cfg: _Config) -> tuple[int, int]:
-    """``(chunks per block, number of blocks)`` for assembling the weight gradient.
-
-    XLA:CPU has no bf16 dynamic-update-slice: it would rewrite the whole ``(D, V)``
-    gradient in float32 at every chunk. For bf16 the chunk gradients therefore go, as
-    raw bits, into a block of about ``_BLOCK_BYTES``, and each finished block is written
-    once; other dtypes write every chunk straight into the gradient (one block).
-    """
-    if weight.dtype != jnp.bfloat16:
-        return cfg.num_chunks, 1
-    per_block = _BLOCK_BYTES // (weight.shape[0] * weight.dtype.itemsize * cfg.chunk_size)
-    per_block = min(max(per_block, 1), cfg.num_chunks)
-    return per_block, -(-cfg.num_chunks // per_block)
-
-
-def _chunked_stats_bwd(cfg, residuals, cotangents):
-    hidden, weight, bias, labels, lse = residuals
-    acc = _numerics.compute_dtype(hidden.dtype)
-    g_lse, g_label, g_sum = (g.astype(acc)[:, None] for g in cotangents)
-    vocab = weight.shape[1]
-    per_block, num_blocks = _block_layout(weight, cfg)
-    block_size = min(per_block * cfg.chunk_size, vocab)
-
-    def chunk_step(k, carry, block_start, to_block):
-        d_hidden, d_block, d_bias = carry
-        logits, w, start, fresh, hit = _chunk(k, hidden, weight, bias, labels, cfg)
-        # d logsumexp / dz = softmax, d z[label] / dz = onehot, d sum(z) / dz = 1.
-        d_logits = g_lse * jnp.exp(logits - lse[:, None]) + jnp.where(hit, g_label, 0.0)
-        if cfg.with_sum:
-            d_logits = d_logits + g_sum
-        # A weight column depends on its own column of d_logits only, so the overlapping
-        # last chunk rewrites earlier columns with the same values; the hidden gradient
-        # sums over columns and takes each one once.
-        d_w = _matmul(hidden.T, d_logits.astype(hidden.dtype), acc).astype(weight.dtype)
-        d_block = lax.dynamic_update_slice_in_dim(d_block, to_block(d_w), start - block_start, 1)
-        d_once = jnp.where(fresh, d_logits, 0.0).astype(hidden.dtype)
-        d_hidden = d_hidden + _matmul(d_once, w.T, acc)
-        if d_bias is not None:
-            d_b = jnp.sum(d_logits, axis=0).astype(bias.dtype)
-            d_bias = lax.dynamic_update_slice_in_dim(d_bias, d_b, start, axis=0)
-        return d_hidden, d_block, d_bias
-
-    like = (hidden, weight, bias, labels, *cotangents)
-    d_hidden = _zeros(hidden.shape, acc, *like)
-    d_weight = _zeros(weight.shape, weight.dtype, *like)
-    d_bias = None if bias is None else _zeros(bias.shape, bias.dtype, *like)
-    if num_blocks == 1:
-        step = functools.partial(chunk_step, block_start=0, to_block=lambda x: x)
-        init = (d_hidden, d_weight, d_bias)
-        d_hidden, d_weight, d_bias = lax.fori_loop(0, cfg.num_chunks, step, init)
+    weight: jax.Array | None,
+    softcap: ArrayLike | None,
+    vocab: _Vocab,
+    acc: Any,
+) -> tuple[jax.Array | None, jax.Array | None, jax.Array | None, jax.Array | None]:
+    """``(local labels, probabilities, local class weights, cap)`` for the statistics."""
+    if jnp.issubdtype(labels.dtype, jnp.floating):
+        local_labels, target = None, labels
     else:
-
-        def block_step(i, carry):
-            d_hidden, d_weight, d_bias = carry
-            # Last block first: its start is clamped like the last chunk's, so it overlaps
-            # the block before, which then rewrites those columns with their values.
-            b = num_blocks - 1 - i
-            block_start = jnp.minimum(b * block_size, vocab - block_size)
-            step = functools.partial(chunk_step, block_start=block_start, to_block=_to_bits)
-            block = _zeros((weight.shape[0], block_size), _to_bits(weight).dtype, *like)
-            first, stop = b * per_block, jnp.minimum((b + 1) * per_block, cfg.num_chunks)
-            d_hidden, block, d_bias = lax.fori_loop(first, stop, step, (d_hidden, block, d_bias))
-            block = lax.bitcast_convert_type(block, weight.dtype)
-            d_weight = lax.dynamic_update_slice_in_dim(d_weight, block, block_start, axis=1)
-            return d_hidden, d_weight, d_bias
-
-        init = (d_hidden, d_weight, d_bias)
-        d_hidden, d_weight, d_bias = lax.fori_loop(0, num_blocks, block_step, init)
-    return d_hidden.astype(hidden.dtype), d_weight, d_bias, None
+        # Labels of other shards (and ignored ones) match no column here.
+        local_labels, target = labels.astype(jnp.int32) - vocab.offset, None
+    u = None
+    if weight is not None:
+        u = jnp.pad(weight.astype(acc), (0, vocab.total - vocab.classes))
+        u = lax.dynamic_slice_in_dim(u, vocab.offset, vocab.local)
+    cap = None if softcap is None else jnp.asarray(softcap, acc)
+    return local_labels, target, u, cap
 
 
-_chunked_stats.defvjp(_chunked_stats_fwd, _chunked_stats_bwd)
-
-
-def _combine_shards(
-    lse: jax.Array, z_label: jax.Array, z_sum: jax.Array, axis_name: Hashable, with_sum: bool
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The full-vocabulary statistics from each shard's: one ``pmax``, one ``psum``."""
+def _combine_shards(stats: kernel.Stats, extra: list[jax.Array], axis_name: Hashable):
+    """The full-vocabulary statistics from each shard's: one ``pmax``, one ``psum`` (and a
+    ``pmax``/``pmin`` pair for the argmax)."""
     # The shift cancels in the logsumexp, so it needs no gradient (and pmax has none).
-    m = lax.pmax(lax.stop_gradient(lse), axis_name)
-    parts = [jnp.exp(lse - m), z_label] + ([z_sum] if with_sum else [])
-    total = lax.psum(jnp.stack(parts), axis_name)
-    return m + jnp.log(total[0]), total[1], total[2] if with_sum else z_sum
+    m = lax.pmax(lax.stop_gradient(stats.lse), axis_name)
+    parts = [jnp.exp(stats.lse - m), stats.picked, *extra]
+    if stats.wsum is not None:
+        parts.append(stats.wsum)
+    total = list(lax.psum(jnp.stack(parts), axis_name))
+    lse, picked, extra = m + jnp.log(total[0]), total[1], total[2 : 2 + len(extra)]
+    wsum = total[-1] if stats.wsum is not None else None
+    top = None
+    if stats.max is not None and stats.argmax is not None:
+        top = _global_argmax(stats.max, stats.argmax, axis_name)
+    return kernel.Stats(lse, picked, wsum, None, top), extra
 
 
-def _loss_from_stats(
-    stats: tuple[jax.Array, jax.Array, jax.Array],
+def _global_argmax(value: jax.Array, index: jax.Array, axis_name: Hashable | None) -> jax.Array:
+    """The first global index of the largest ``value`` over the shards of ``axis_name``."""
+    if axis_name is None:
+        return index
+    value = lax.stop_gradient(value)
+    best = lax.pmax(value, axis_name)
+    return lax.pmin(jnp.where(value == best, index, jnp.iinfo(jnp.int32).max), axis_name)
+
+
+def _target_argmax(target: jax.Array, vocab: _Vocab, axis_name: Hashable | None) -> jax.Array:
+    """Each row's most probable class (the "label" of a probability target)."""
+    cols = lax.broadcasted_iota(jnp.int32, (1, vocab.local), 1)
+    t = target if vocab.limit is None else jnp.where(cols < vocab.limit, target, -jnp.inf)
+    index = jnp.argmax(t, axis=1).astype(jnp.int32) + vocab.offset
+    return _global_argmax(jnp.max(t, axis=1), index, axis_name)
+
+
+def _head_loss(
+    stats_fn: Callable[..., kernel.Stats],
     labels: jax.Array,
+    weight: jax.Array | None,
+    token_weight: jax.Array | None,
+    opts: _Options,
+    vocab: _Vocab,
+    batch_shape: tuple,
+    axis_name: Hashable | None,
+    acc: Any,
+) -> jax.Array | tuple[jax.Array, CrossEntropyAux]:
+    """The loss (and aux) of every variant: ``stats_fn(labels, target, u, cap, limit, cfg)``
+    gives this device's statistics, which are combined over ``axis_name`` and reduced."""
+    n = int(np.prod(batch_shape))
+    soft = jnp.issubdtype(labels.dtype, jnp.floating)
+    labels = labels.reshape(n, labels.shape[-1]) if soft else labels.reshape(n)
+    local_labels, target, u, cap = _kernel_inputs(labels, weight, opts.softcap, vocab, acc)
+    smoothing = not _known_zero(opts.label_smoothing)
+    cfg_flags = {"with_sum": smoothing, "with_argmax": opts.return_aux}
+    stats = stats_fn(
+        local_labels, target, u if (smoothing or soft) else None, cap, vocab.limit, cfg_flags
+    )
+    extra = []
+    if soft:
+        # Σ_c u_c t_c over this device's classes (needs no logits).
+        t = labels.astype(acc) if u is None else labels.astype(acc) * u[None, :]
+        cols = lax.broadcasted_iota(jnp.int32, (1, vocab.local), 1)
+        extra = [jnp.sum(t if vocab.limit is None else jnp.where(cols < vocab.limit, t, 0.0), 1)]
+    if stats.argmax is not None:
+        stats = stats._replace(argmax=stats.argmax + vocab.offset)
+    if axis_name is not None:
+        stats, extra = _combine_shards(stats, extra, axis_name)
+    mass = extra[0] if soft else None
+    loss, z_term, valid = _rows(
+        stats, None if soft else labels, mass, weight, token_weight, opts, vocab.classes, acc
+    )
+    loss, z_term = (
+        x.reshape(batch_shape) if opts.reduction == "none" else x for x in (loss, z_term)
+    )
+    if not opts.return_aux:
+        return loss.astype(opts.out_dtype)
+    answer = _target_argmax(labels, vocab, axis_name) if soft else labels.astype(jnp.int32)
+    correct = jnp.sum(valid & (stats.argmax == answer), dtype=jnp.int32)
+    lse = stats.lse.reshape(batch_shape).astype(opts.out_dtype)
+    return loss.astype(opts.out_dtype), CrossEntropyAux(lse, z_term.astype(opts.out_dtype), correct)
+
+
+def _rows(
+    stats: kernel.Stats,
+    labels: jax.Array | None,
+    mass: jax.Array | None,
+    weight: jax.Array | None,
+    token_weight: jax.Array | None,
+    opts: _Options,
     num_classes: int,
-    ignore_index: int,
-    label_smoothing: ArrayLike,
-    reduction: str,
-    dtype: jnp.dtype,
-) -> jax.Array:
-    """Torch's cross-entropy from the per-row statistics, reduced and cast to ``dtype``."""
-    lse, z_label, z_sum = stats
-    eps = jnp.asarray(label_smoothing, lse.dtype)
-    # -sum_j t_j log p_j = lse - sum_j t_j z_j for t = (1-eps) onehot + eps/V, sum_j t_j = 1.
-    loss = lse - (1.0 - eps) * z_label
-    if not _known_zero(label_smoothing):
-        # eps = 0 subtracts exactly nothing, also where the logit sum is not finite.
-        smooth = jnp.where(eps == 0, jnp.zeros_like(z_sum), (eps / num_classes) * z_sum)
-        loss = loss - smooth
-    valid, _, bad = _numerics.class_id_rows(labels, num_classes, ignore_index)
-    # A label that is neither ignored nor a class is an error: its row's loss and
-    # gradient are NaN.
-    rows = _numerics.nan_rows(jnp.where(valid, loss, jnp.zeros_like(loss)), bad)
-    if reduction == "sum":
-        rows = jnp.sum(rows)
-    elif reduction == "mean":
-        # Over the rows not ignored; with none, 0 with gradient 0 (torch gives NaN).
-        rows = _numerics.torch_mean(rows, valid.astype(rows.dtype), valid)
-    return rows.astype(dtype)
+    acc: Any,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(loss, z-loss term, valid rows)``: torch's cross-entropy plus PaLM's z-loss from
+    the per-row statistics, reduced (the loss includes the z-loss term)."""
+    lse = stats.lse
+    eps = jnp.asarray(opts.label_smoothing, acc)
+    w = None if weight is None else weight.astype(acc)
+    if labels is None:
+        # Probabilities t, smoothed to t' = (1-eps) t + eps/C: -Σ_c w_c t'_c (s_c - lse).
+        assert mass is not None
+        valid, bad = jnp.ones(lse.shape, bool), None
+        base, row_weight = lse * mass - stats.picked, jnp.ones_like(lse)
+    else:
+        valid, safe_labels, bad = _numerics.class_id_rows(labels, num_classes, opts.ignore_index)
+        row_weight = jnp.ones_like(lse) if w is None else w[safe_labels]
+        base = row_weight * (lse - stats.picked)
+    loss = (1.0 - eps) * base
+    if not _known_zero(opts.label_smoothing):
+        # Σ_c w_c (lse - s_c) = lse·Σ_c w_c - Σ_c w_c s_c; eps = 0 adds exactly nothing,
+        # also where the logit sum is not finite.
+        assert stats.wsum is not None
+        total_weight = jnp.asarray(num_classes, acc) if w is None else jnp.sum(w)
+        smooth = (eps / num_classes) * (total_weight * lse - stats.wsum)
+        loss = loss + jnp.where(eps == 0, jnp.zeros_like(smooth), smooth)
+    token = jnp.ones_like(lse)
+    if token_weight is not None:
+        token = token_weight.reshape(lse.shape).astype(acc)
+        valid = valid & (token != 0)  # weight 0: the token takes no part (NaN stays NaN)
+        loss, row_weight = token * loss, token * row_weight
+    zero = jnp.zeros_like(lse)
+    loss = jnp.where(valid, loss, zero)
+    if bad is not None:
+        # A label that is neither ignored nor a class: its row's loss and gradient are NaN.
+        loss = _numerics.nan_rows(loss, bad)
+    z_term = zero
+    if not _known_zero(opts.z_loss):
+        z = jnp.asarray(opts.z_loss, acc)
+        z_term = jnp.where(valid & (z != 0), z * token * lse * lse, zero)
+    if opts.reduction == "sum":
+        loss, z_term = jnp.sum(loss), jnp.sum(z_term)
+    elif opts.reduction == "mean":
+        # torch's weighted mean (0 with gradient 0 when no row takes part); the z-loss is
+        # averaged over the tokens, not class-weighted.
+        loss = _numerics.torch_mean(loss, jnp.where(valid, row_weight, zero), valid)
+        z_term = _numerics.torch_mean(z_term, jnp.where(valid, token, zero), valid)
+    if bad is not None:
+        valid = valid & ~bad
+    return loss + z_term, z_term, valid
 
 
 def _fused(
-    hidden: jax.Array,
-    weight: jax.Array,
-    labels: jax.Array,
-    bias: jax.Array | None,
-    *,
-    ignore_index: int,
-    label_smoothing: ArrayLike,
-    reduction: str,
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    labels: ArrayLike,
+    bias: ArrayLike | None,
+    weight: ArrayLike | None,
+    token_weight: ArrayLike | None,
+    opts: _Options,
     chunk_size: int | None,
     axis_name: Hashable | None,
-) -> jax.Array:
+    names: tuple[str, str],
+) -> Any:
     """The single-device and the vocab-parallel fused loss (``axis_name`` None or not)."""
-    batch_shape = labels.shape
+    hidden, linear_weight, bias = _check_linear(hidden, linear_weight, bias, names)
+    opts = _check_options(opts, hidden.dtype)
+    batch_shape, local = hidden.shape[:-1], linear_weight.shape[1]
+    labels = _check_targets(labels, batch_shape, local, "hidden", opts.ignore_index)
     hidden = hidden.reshape(-1, hidden.shape[-1])
-    labels = labels.reshape(-1).astype(jnp.int32)
-    vocab = weight.shape[1]
+    vocab = _vocab(local, axis_name, opts.num_valid_classes)
+    weight, token_weight = _check_row_weights(weight, token_weight, vocab.classes, batch_shape)
+    if axis_name is None and not jnp.issubdtype(labels.dtype, jnp.floating):
+        _numerics.check_class_ids(labels, vocab.classes, opts.ignore_index)
     if chunk_size is None:
-        chunk_size = _default_chunk_size(hidden.shape[0], vocab)
+        chunk_size = kernel.default_chunk_size(hidden.shape[0], local)
     if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
         raise ValueError(f"`chunk_size` must be a positive int or None, got {chunk_size!r}.")
-    chunk_size = min(int(chunk_size), vocab)
-    cfg = _Config(chunk_size, -(-vocab // chunk_size), with_sum=not _known_zero(label_smoothing))
-    local_labels, num_classes = labels, vocab
-    if axis_name is not None:
-        # Local class ids; labels of other shards (and ignored ones) match no column here.
-        local_labels = labels - lax.axis_index(axis_name).astype(jnp.int32) * vocab
-        num_classes = vocab * lax.axis_size(axis_name)
-    # Inside shard_map, each input is made to vary over every mesh axis that any input
-    # varies over (a no-op elsewhere), as its cotangent does: autodiff then sums the
-    # cotangent over the axes the input is replicated on. For the hidden features,
-    # replicated over the vocab axis, that is the one psum of the backward pass.
-    # (XLA folds the added zeros away; run eagerly, where there is no mesh, they would
-    # copy the weight, so they are skipped.)
-    like = (hidden, weight, bias, local_labels)
-    if not all(map(_numerics.is_concrete, like)):
-        hidden, weight = (x + _zeros((), x.dtype, *like) for x in (hidden, weight))
-        bias = None if bias is None else bias + _zeros((), bias.dtype, *like)
-    stats = _chunked_stats(hidden, weight, bias, local_labels, cfg)
-    if axis_name is not None:
-        stats = _combine_shards(*stats, axis_name, cfg.with_sum)
-    out = _loss_from_stats(
-        stats, labels, num_classes, ignore_index, label_smoothing, reduction, hidden.dtype
+    chunk_size = min(int(chunk_size), local)
+
+    def stats_fn(local_labels, target, u, cap, limit, flags):
+        cfg = kernel.Config(chunk_size, -(-local // chunk_size), **flags)
+        operands = (hidden, linear_weight, bias, local_labels, target, u, cap, limit)
+        return kernel.chunked_stats(kernel.Operands(*kernel.vary_like_mesh(operands)), cfg)
+
+    acc = _numerics.compute_dtype(hidden.dtype)
+    return _head_loss(
+        stats_fn, labels, weight, token_weight, opts, vocab, batch_shape, axis_name, acc
     )
-    return out.reshape(batch_shape) if reduction == "none" else out
 
 
 # --------------------------------------------------------------------------- public
 
 
 def fused_linear_cross_entropy(
-    hidden: jax.Array,
-    weight: jax.Array,
-    labels: jax.Array,
+    hidden: ArrayLike,
+    linear_weight: ArrayLike,
+    labels: ArrayLike,
     *,
-    bias: jax.Array | None = None,
+    bias: ArrayLike | None = None,
+    weight: ArrayLike | None = None,
+    token_weight: ArrayLike | None = None,
     ignore_index: int = -100,
     label_smoothing: ArrayLike = 0.0,
+    z_loss: ArrayLike = 0.0,
+    softcap: ArrayLike | None = None,
+    num_valid_classes: int | None = None,
     reduction: str = "mean",
+    return_aux: bool = False,
+    out_dtype: Any = None,
     chunk_size: int | None = None,
-) -> jax.Array:
+) -> Any:
     r"""Cross-entropy of a linear layer's logits, without building the logits.
 
-    Equals ``softmax_cross_entropy(hidden @ weight + bias, labels, ...)`` in value and
-    gradient, but walks over the vocabulary in chunks of ``chunk_size`` columns inside
-    one loop, so its memory is ``O(N·chunk_size + N·D)`` rather than ``O(N·V)``:
+    Equals ``softmax_cross_entropy(hidden @ linear_weight + bias, labels, ...)`` in value
+    and gradient (plus the options below), but walks over the vocabulary in chunks of
+    ``chunk_size`` columns inside one loop: memory ``O(N·chunk_size + N·D)``, not
+    ``O(N·V)``. Per token ``i`` with label ``y``, token weight ``τ``, class weights ``w``
+    and smoothing ``ε`` over the ``C`` classes:
 
     .. math::
-        \ell_i = \log\sum_{j} e^{z_{ij}} - (1-\varepsilon)\, z_{i y_i}
-                 - \frac{\varepsilon}{V}\sum_j z_{ij},
-        \qquad z_i = W^\top h_i + b.
+        \ell_i = \tau_i\Big[(1-\varepsilon)\, w_{y}\,(L_i - s_{iy})
+                 + \frac{\varepsilon}{C}\sum_{c<C} w_c\,(L_i - s_{ic})\Big]
+                 + \zeta\,\tau_i L_i^2,
+        \qquad L_i = \log\sum_{c<C} e^{s_{ic}},\quad
+        s_i = \kappa\tanh\frac{W^\top h_i + b}{\kappa}.
 
-    The forward pass keeps a running maximum and sum of exponentials per row (the
-    online logsumexp) and saves only the per-row logsumexp; the backward pass
-    recomputes each chunk's logits, forms ``softmax - target`` for that chunk, adds
-    ``dlogits @ W_chunkᵀ`` to the hidden gradient and writes ``hiddenᵀ @ dlogits`` into
-    the chunk's columns of the weight gradient.
+    ``"mean"`` divides the cross-entropy by ``Σ τ_i w_{y_i}`` (torch's weighted mean) and
+    the z-loss by ``Σ τ_i`` (not class-weighted, as Liger), both over the tokens taking
+    part; when none does the mean is 0 with gradient 0 (torch: NaN). Probability targets
+    ``t`` (smoothed to ``(1-ε)t + ε/C``) give ``τ_i Σ_c w_c t_ic (L_i - s_ic)`` and a mean
+    over ``Σ τ_i`` (torch: ``N``).
 
-    Reverse-mode only: a ``jax.custom_vjp``, so ``jax.grad`` and ``jax.vjp`` work but
-    ``jax.jvp`` raises (the one documented exception to jaxreg's ``jvp`` rule).
+    The forward pass keeps a running maximum and sum of exponentials per row (the online
+    logsumexp) and saves only the per-row logsumexp; the backward pass recomputes each
+    chunk's logits and forms their gradient one chunk at a time. Reverse-mode only: a
+    ``jax.custom_vjp``, so ``jax.grad`` and ``jax.vjp`` work but ``jax.jvp`` raises (the
+    one documented exception to jaxreg's ``jvp`` rule).
 
     Args:
       hidden: ``[..., D]`` features; leading dimensions are flattened into rows.
-      weight: ``(D, V)`` weight, ``(in_features, vocab)`` (a torch ``nn.Linear``
-        weight is ``(V, D)``: pass its transpose).
-      labels: ``[...]`` integer class ids in ``[0, V)`` or ``ignore_index``, the shape
-        of ``hidden`` without its last axis. Any other label raises a ``ValueError``
-        naming its position when the labels are concrete; traced, it makes its row's
-        loss and gradient NaN.
-      bias: optional ``(V,)`` bias.
-      ignore_index: rows with this label contribute 0 and are left out of the mean.
+      linear_weight: ``(D, V)``, ``(in_features, vocab)``. A torch ``nn.Linear`` weight is
+        ``(V, D)``: pass its transpose. A square ``D == V`` weight passed the wrong way
+        round cannot be detected by its shape: it silently gives another loss.
+      labels: ``[...]`` integer class ids in ``[0, C)`` or ``ignore_index`` (any other id
+        raises a ``ValueError`` naming its position when concrete, and makes its row's
+        loss and gradient NaN when traced); or probabilities ``[..., V]``. A probability
+        target is itself ``N×V``: it is the caller's array, and no *other* ``N×V`` array is
+        built (its gradient, if asked for, is one too); columns ``>= C`` take no part.
+      bias: optional ``(V,)`` bias, ``hidden``'s dtype.
+      weight: optional ``(C,)`` class weights (torch's ``weight``).
+      token_weight: optional ``[...]`` weight per token: it multiplies the token's loss and
+        its share of the mean's denominator (``τ_i w_{y_i}``), a loss mask beyond
+        ``ignore_index``; a token of weight 0 takes no part, like an ignored one (its
+        derivative in that weight is 0). The z-loss term is token-weighted only.
+      ignore_index: integer labels equal to it take no part; not allowed with
+        probabilities.
       label_smoothing: ``ε`` in ``[0, 1]``, may be traced; the target is
-        ``(1-ε)·onehot + ε/V``.
-      reduction: ``"mean"`` (over rows not ignored; 0 when all are), ``"sum"`` or
-        ``"none"``.
-      chunk_size: vocab columns per loop step; ``None`` picks one from the shapes: about
-        ``2**20`` logits per chunk on a CPU (cache-sized), ``2**23`` on an accelerator
-        (the default backend's), a multiple of 128. A vocabulary that is no multiple of
-        it ends with a chunk overlapping the one before; nothing is padded.
+        ``(1-ε)·onehot + ε/C``.
+      z_loss: ``ζ >= 0``, may be traced: PaLM's auxiliary ``ζ·logsumexp²`` per token.
+      softcap: ``κ > 0`` or None, may be traced: the logits become ``κ·tanh(z/κ)`` before
+        everything else (Gemma 2); it is differentiated like any input.
+      num_valid_classes: ``C``: only the first ``C`` columns are classes (a vocabulary
+        padded to a multiple of 128); the others take part in nothing (softmax, smoothing,
+        argmax). None: ``C = V``.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per token, ``[...]``).
+      return_aux: also return a :class:`CrossEntropyAux` (per-token logsumexp, the z-loss
+        term, the number of correct argmax predictions), computed in the same pass.
+      out_dtype: the dtype of the loss and of the aux's floating outputs; None:
+        ``hidden``'s. ``jnp.float32`` returns the float32 loss of bf16 inputs unrounded.
+      chunk_size: vocab columns per loop step; None picks one from the shapes: about
+        ``2**20`` logits per chunk on a CPU (cache-sized), ``2**23`` on an accelerator,
+        a multiple of 128. A vocabulary that is no multiple of it ends with a chunk
+        overlapping the one before; nothing is padded.
 
     Returns:
-      The loss in the input dtype: a scalar, or ``[...]`` for ``reduction="none"``.
-      bf16/f16 inputs are multiplied with float32 accumulation and reduced in float32.
+      The loss in ``out_dtype``: a scalar, or ``[...]`` for ``reduction="none"``; with
+      ``return_aux``, ``(loss, CrossEntropyAux)``. bf16/f16 inputs are multiplied with
+      float32 accumulation and reduced in float32; gradients come in each input's dtype.
 
     Raises:
-      TypeError: for integer ``hidden``/``weight``/``bias``, non-integer ``labels``, or
-        mixed input dtypes.
-      ValueError: when ``weight`` is not ``(D, V)`` for ``hidden``'s ``D``, ``labels`` does
-        not have ``hidden``'s batch shape, or ``bias`` is not ``(V,)``.
+      TypeError: for integer ``hidden``/``linear_weight``/``bias``, mixed dtypes among
+        them, or a non-floating ``out_dtype``.
+      ValueError: for shapes that do not fit (named in the message), a smoothing outside
+        ``[0, 1]``, a negative ``z_loss``, a non-positive ``softcap``, or
+        ``num_valid_classes`` above ``V``.
 
     Example:
       >>> hidden = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-      >>> weight = jnp.array([[1.0, -1.0, 0.0], [0.5, 0.0, 2.0]])
+      >>> linear_weight = jnp.array([[1.0, -1.0, 0.0], [0.5, 0.0, 2.0]])
       >>> labels = jnp.array([0, 2, -100])
-      >>> loss = jax.jit(fused_linear_cross_entropy)(hidden, weight, labels)
+      >>> loss = jax.jit(fused_linear_cross_entropy)(hidden, linear_weight, labels)
       >>> print(round(float(loss), 4))
       0.357
+      >>> loss, aux = fused_linear_cross_entropy(
+      ...     hidden, linear_weight, labels, z_loss=1e-4, softcap=30.0, return_aux=True)
+      >>> print(round(float(loss), 4), int(aux.num_correct))
+      0.3578 2
 
     References:
       Wijmans et al., "Cut Your Losses in Large-Vocabulary Language Models" (2024);
-      Milakov & Gimelshein, "Online normalizer calculation for softmax" (2018).
+      Milakov & Gimelshein, "Online normalizer calculation for softmax" (2018);
+      Chowdhery et al., "PaLM" (2022), z-loss; Gemma Team, "Gemma 2" (2024), soft-capping.
     """
-    hidden, weight, bias, labels = _check_linear(hidden, weight, bias, labels, ("weight", "bias"))
-    _check_options(ignore_index, label_smoothing, reduction)
-    _numerics.check_class_ids(labels, weight.shape[1], ignore_index)
+    opts = _Options(
+        ignore_index,
+        label_smoothing,
+        z_loss,
+        softcap,
+        num_valid_classes,
+        reduction,
+        return_aux,
+        out_dtype,
+    )
     return _fused(
         hidden,
-        weight,
+        linear_weight,
         labels,
         bias,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-        reduction=reduction,
-        chunk_size=chunk_size,
-        axis_name=None,
+        weight,
+        token_weight,
+        opts,
+        chunk_size,
+        None,
+        ("linear_weight", "bias"),
     )
 
 
 def vocab_parallel_fused_linear_cross_entropy(
-    hidden: jax.Array,
-    weight_shard: jax.Array,
-    labels: jax.Array,
+    hidden: ArrayLike,
+    weight_shard: ArrayLike,
+    labels: ArrayLike,
     *,
     axis_name: Hashable,
-    bias_shard: jax.Array | None = None,
+    bias_shard: ArrayLike | None = None,
+    weight: ArrayLike | None = None,
+    token_weight: ArrayLike | None = None,
     ignore_index: int = -100,
     label_smoothing: ArrayLike = 0.0,
+    z_loss: ArrayLike = 0.0,
+    softcap: ArrayLike | None = None,
+    num_valid_classes: int | None = None,
     reduction: str = "mean",
+    return_aux: bool = False,
+    out_dtype: Any = None,
     chunk_size: int | None = None,
-) -> jax.Array:
+) -> Any:
     r""":func:`fused_linear_cross_entropy` with the weight's vocab axis sharded.
 
     Call it inside ``jax.shard_map`` with ``hidden`` and ``labels`` replicated over
-    ``axis_name`` and ``weight`` split by columns, ``P(None, axis_name)``. Each device runs
+    ``axis_name`` and the weight split by columns, ``P(None, axis_name)``. Each device runs
     the chunked online logsumexp over its own columns; the per-row statistics are
     combined with one ``pmax`` (the maximum) and one ``psum`` (the rescaled sums, label
-    logits and logit sums), as in Megatron-LM. The backward pass writes each device's
-    weight columns locally and sums the hidden gradient with one ``psum``.
+    logits and logit sums), as in Megatron-LM (``return_aux`` adds a ``pmax``/``pmin``
+    pair for the argmax). The backward pass writes each device's weight columns locally
+    and sums the hidden gradient with one ``psum``.
 
     .. math::
-        \ell_i = \log\sum_{s}\sum_{j \in s} e^{z_{ij}} - (1-\varepsilon)\, z_{i y_i}
-                 - \frac{\varepsilon}{V}\sum_j z_{ij}.
+        \ell_i = \log\sum_{s}\sum_{j \in s} e^{s_{ij}} - (1-\varepsilon)\, s_{i y_i}
+                 - \frac{\varepsilon}{C}\sum_{j<C} s_{ij}\quad(+\text{ the options of }
+                 \texttt{fused\_linear\_cross\_entropy}).
 
     Args:
       hidden: ``[..., D]`` features, the same on every device of ``axis_name``.
       weight_shard: ``(D, V / n)``, this device's columns of the ``(D, V)`` weight, in
         device order along ``axis_name``.
-      labels: ``[...]`` global class ids in ``[0, V)`` or ``ignore_index``.
+      labels: ``[...]`` global class ids, or this device's columns ``[..., V / n]`` of
+        the probabilities.
       axis_name: the mesh axis the vocabulary is sharded over.
       bias_shard: optional ``(V / n,)`` slice of the bias.
-      ignore_index, label_smoothing, reduction, chunk_size: as in
-        :func:`fused_linear_cross_entropy` (``chunk_size`` counts local columns).
+      weight: optional ``(C,)`` class weights, the whole vector on every device.
+      num_valid_classes: the global number of classes ``C``: global columns ``>= C`` are
+        padding, on whichever devices they lie.
+      chunk_size: vocab columns per loop step, counted in local columns.
+
+    ``token_weight``, ``ignore_index``, ``label_smoothing``, ``z_loss``, ``softcap``,
+    ``reduction``, ``return_aux`` and ``out_dtype`` are those of
+    :func:`fused_linear_cross_entropy`.
 
     Returns:
-      The loss, the same on every device of ``axis_name``: a scalar, or ``[...]`` for
-      ``reduction="none"``. The mean is over the rows this device sees; if the rows
-      are also sharded (data parallel), use ``reduction="sum"`` and divide by the
-      global count.
+      As :func:`fused_linear_cross_entropy`, the same on every device of ``axis_name``.
+      The mean is over the rows this device sees; if the rows are also sharded (data
+      parallel), use ``reduction="sum"`` and divide by the global count.
 
     Raises:
       TypeError, ValueError: as in :func:`fused_linear_cross_entropy`. A vocabulary that
@@ -585,32 +634,46 @@ def vocab_parallel_fused_linear_cross_entropy(
       >>> print(round(float(loss[0]), 4), round(float(loss[1]), 4))
       2.0445 2.0445
     """
-    hidden, weight_shard, bias_shard, labels = _check_linear(
-        hidden, weight_shard, bias_shard, labels, ("weight_shard", "bias_shard")
+    opts = _Options(
+        ignore_index,
+        label_smoothing,
+        z_loss,
+        softcap,
+        num_valid_classes,
+        reduction,
+        return_aux,
+        out_dtype,
     )
-    _check_options(ignore_index, label_smoothing, reduction)
     return _fused(
         hidden,
         weight_shard,
         labels,
         bias_shard,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-        reduction=reduction,
-        chunk_size=chunk_size,
-        axis_name=axis_name,
+        weight,
+        token_weight,
+        opts,
+        chunk_size,
+        axis_name,
+        ("weight_shard", "bias_shard"),
     )
 
 
 def vocab_parallel_cross_entropy(
-    logits_shard: jax.Array,
-    labels: jax.Array,
+    logits_shard: ArrayLike,
+    labels: ArrayLike,
     *,
     axis_name: Hashable,
+    weight: ArrayLike | None = None,
+    token_weight: ArrayLike | None = None,
     ignore_index: int = -100,
     label_smoothing: ArrayLike = 0.0,
+    z_loss: ArrayLike = 0.0,
+    softcap: ArrayLike | None = None,
+    num_valid_classes: int | None = None,
     reduction: str = "mean",
-) -> jax.Array:
+    return_aux: bool = False,
+    out_dtype: Any = None,
+) -> Any:
     r"""Softmax cross-entropy of logits whose class axis is sharded over ``axis_name``.
 
     For use inside ``jax.shard_map`` with the logits split along their last axis,
@@ -622,29 +685,33 @@ def vocab_parallel_cross_entropy(
 
     .. math::
         \ell_i = m_i + \log\sum_{s} \sum_{j \in s} e^{z_{ij} - m_i}
-                 - (1-\varepsilon)\, z_{i y_i} - \frac{\varepsilon}{V}\sum_j z_{ij},
-        \qquad m_i = \max_s \max_{j \in s} z_{ij}.
+                 - (1-\varepsilon)\, z_{i y_i} - \frac{\varepsilon}{C}\sum_{j<C} z_{ij},
+        \qquad m_i = \max_s \max_{j \in s} z_{ij},
 
-    The gradient is ordinary autodiff through the collectives, so ``jax.grad`` gives
-    each device ``softmax - target`` for its own columns.
+    with the options of :func:`fused_linear_cross_entropy`. The gradient is ordinary
+    autodiff through the collectives, so ``jax.grad`` gives each device ``softmax -
+    target`` for its own columns.
 
     Args:
       logits_shard: ``[..., V / n]`` this device's columns of the ``[..., V]`` logits,
         in device order along ``axis_name``.
-      labels: ``[...]`` global integer class ids in ``[0, V)`` or ``ignore_index``.
+      labels: ``[...]`` global integer class ids in ``[0, C)`` or ``ignore_index``, or this
+        device's columns ``[..., V / n]`` of the probabilities.
       axis_name: the mesh axis the classes are sharded over.
-      ignore_index: rows with this label contribute 0 and are left out of the mean.
-      label_smoothing: ``ε``; the target is ``(1-ε)·onehot + ε/V`` with the full ``V``.
-      reduction: ``"mean"`` (over rows not ignored), ``"sum"`` or ``"none"``.
+
+    ``weight``, ``token_weight``, ``ignore_index``, ``label_smoothing``, ``z_loss``,
+    ``softcap``, ``num_valid_classes``, ``reduction``, ``return_aux`` and ``out_dtype``
+    are those of :func:`vocab_parallel_fused_linear_cross_entropy`.
 
     Returns:
-      The loss in the logits' dtype (reduced in float32 for bf16/f16), the same on
-      every device of ``axis_name``: a scalar, or ``[...]`` for ``reduction="none"``.
+      The loss in ``out_dtype`` (default: the logits' dtype; reduced in float32 for
+      bf16/f16), the same on every device of ``axis_name``: a scalar, or ``[...]`` for
+      ``reduction="none"``; with ``return_aux``, ``(loss, CrossEntropyAux)``.
 
     Raises:
-      TypeError: for integer logits or non-integer labels.
-      ValueError: when ``labels`` does not have the logits' batch shape. A vocabulary
-        that the axis does not divide is refused by ``shard_map`` itself.
+      TypeError: for integer logits or non-integer, non-floating labels.
+      ValueError: when ``labels`` does not fit the logits' shape. A vocabulary that the
+        axis does not divide is refused by ``shard_map`` itself.
 
     Example:
       Two shards of 4 classes, simulated with ``jax.vmap(..., axis_name=...)``:
@@ -665,21 +732,27 @@ def vocab_parallel_cross_entropy(
     logits_shard = _numerics.as_float_array(logits_shard, "logits_shard")
     if logits_shard.ndim < 1:
         raise ValueError("`logits_shard` must have shape [..., V / n], got a scalar.")
-    labels = _check_labels(labels, logits_shard.shape[:-1], "logits_shard")
-    _check_options(ignore_index, label_smoothing, reduction)
-    z = _numerics.upcast(logits_shard)
-    labels = labels.astype(jnp.int32)
-    local_vocab = z.shape[-1]
-    offset = lax.axis_index(axis_name).astype(jnp.int32) * local_vocab
-    cols = offset + lax.broadcasted_iota(jnp.int32, z.shape, z.ndim - 1)
-    with_sum = not _known_zero(label_smoothing)
-    stats = (
-        jax.nn.logsumexp(z, axis=-1),
-        jnp.sum(jnp.where(cols == labels[..., None], z, 0.0), axis=-1),
-        jnp.sum(z, axis=-1) if with_sum else jnp.zeros_like(z[..., 0]),
+    opts = _Options(
+        ignore_index,
+        label_smoothing,
+        z_loss,
+        softcap,
+        num_valid_classes,
+        reduction,
+        return_aux,
+        out_dtype,
     )
-    stats = _combine_shards(*stats, axis_name, with_sum)
-    num_classes = local_vocab * lax.axis_size(axis_name)
-    return _loss_from_stats(
-        stats, labels, num_classes, ignore_index, label_smoothing, reduction, logits_shard.dtype
+    opts = _check_options(opts, logits_shard.dtype)
+    batch_shape, local = logits_shard.shape[:-1], logits_shard.shape[-1]
+    labels = _check_targets(labels, batch_shape, local, "logits_shard", ignore_index)
+    vocab = _vocab(local, axis_name, opts.num_valid_classes)
+    weight, token_weight = _check_row_weights(weight, token_weight, vocab.classes, batch_shape)
+    z = _numerics.upcast(logits_shard).reshape(-1, local)
+
+    def stats_fn(local_labels, target, u, cap, limit, flags):
+        cfg = kernel.Config(local, 1, **flags)
+        return kernel.logits_stats(z, local_labels, target, u, cap, limit, cfg)
+
+    return _head_loss(
+        stats_fn, labels, weight, token_weight, opts, vocab, batch_shape, axis_name, z.dtype
     )

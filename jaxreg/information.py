@@ -10,16 +10,39 @@ Units are nats; ``base=2`` gives bits. Conventions (DESIGN.md):
 * ``0·log 0 = 0`` in entropy, cross-entropy and KL, with gradient 0 there too
   (so ``entropy(p)`` of a ``p`` with exact zeros has a finite gradient);
   ``KL(p‖q) = +inf`` where ``p > 0 = q``;
-* bf16/fp16 inputs are reduced in float32 and returned in the input dtype.
+* bf16/fp16 inputs are reduced in float32 and returned in the input dtype;
+  ``softmax``/``log_softmax`` take torch's ``dtype=`` (cast before the reduction,
+  result in that dtype: ``F.softmax(x, dim=-1, dtype=torch.float32)``).
+
+torch's ``F.kl_div(input, target)`` has its own twin, :func:`kl_div`, with torch's
+argument order and reductions; :func:`kl_divergence` keeps the textbook ``KL(p‖q)``
+of two distributions (see :func:`kl_div` for why there are two).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.typing import ArrayLike
+from jax.typing import ArrayLike, DTypeLike
 
 from jaxreg import _numerics
+
+__all__ = [
+    "cross_entropy",
+    "entropy",
+    "entropy_from_logits",
+    "js_divergence",
+    "kl_div",
+    "kl_divergence",
+    "kl_divergence_from_logits",
+    "log_softmax",
+    "logsumexp",
+    "self_information",
+    "softmax",
+    "xlogy",
+]
+
+_KL_DIV_REDUCTIONS = ("none", "mean", "batchmean", "sum")
 
 
 def _check_base(*, base: ArrayLike | None = None, **_: object) -> None:
@@ -42,9 +65,32 @@ def _in_base(x: jax.Array, base: ArrayLike | None) -> jax.Array:
 Axis = int | tuple[int, ...] | None
 
 
-def _prepare(x: ArrayLike, name: str, axis: Axis, where: ArrayLike | None):
-    """``x`` upcast, its dtype, the reduced axes as a sorted tuple, the broadcast mask."""
+def _float_dtype(dtype: DTypeLike) -> jnp.dtype:
+    """``dtype`` as a real floating dtype, or a ``TypeError`` naming ``dtype``."""
+    try:
+        out = jnp.dtype(dtype)
+    except TypeError:
+        out = None
+    if out is None or not jnp.issubdtype(out, jnp.floating):
+        raise TypeError(f"`dtype` must be a real floating dtype (e.g. jnp.float32), got {dtype!r}.")
+    return out
+
+
+def _prepare(
+    x: ArrayLike,
+    name: str,
+    axis: Axis,
+    where: ArrayLike | None,
+    dtype: DTypeLike | None = None,
+):
+    """``x`` upcast, its dtype, the reduced axes as a sorted tuple, the broadcast mask.
+
+    With ``dtype``, ``x`` is first cast to it (torch's ``dtype=``: the cast happens
+    before the reduction and the result is returned in ``dtype``).
+    """
     x = _numerics.as_float_array(x, name)
+    if dtype is not None:
+        x = x.astype(_float_dtype(dtype))
     if x.ndim == 0:
         raise ValueError(
             f"`{name}` must have at least one dimension (the `axis` {axis}), got a scalar; "
@@ -110,8 +156,14 @@ def _softmax(x: jax.Array, axes: tuple[int, ...], mask: jax.Array | None) -> jax
     return e / _numerics.nonzero_or_one(s)[1]
 
 
-@_numerics.compiled("axis")
-def softmax(x: ArrayLike, axis: Axis = -1, *, where: ArrayLike | None = None) -> jax.Array:
+@_numerics.compiled("axis", "dtype")
+def softmax(
+    x: ArrayLike,
+    axis: Axis = -1,
+    *,
+    where: ArrayLike | None = None,
+    dtype: DTypeLike | None = None,
+) -> jax.Array:
     r"""Softmax along ``axis``, stable for any magnitude.
 
     .. math::
@@ -120,48 +172,65 @@ def softmax(x: ArrayLike, axis: Axis = -1, *, where: ArrayLike | None = None) ->
     Masked-out entries are 0; a fully masked row is all 0 (``jax.nn.softmax`` gives
     NaN there), with gradient 0. A NaN in a row (outside the mask) makes the row NaN.
 
+    ``dtype`` is torch's: ``softmax(x, dtype=jnp.float32)`` is
+    ``F.softmax(x, dim=-1, dtype=torch.float32)``, the mixed-precision attention idiom
+    (``x`` is cast before the reduction; the result is in ``dtype``). Without it,
+    bf16/fp16 inputs are still reduced in float32, but returned in their own dtype.
+
     Args:
       x: a real floating array.
       axis: the axis or axes to normalise over (``None``: all).
       where: optional boolean mask broadcastable to ``x``.
+      dtype: optional floating dtype to cast ``x`` to first, and of the result.
 
     Returns:
-      An array of ``x``'s shape and dtype.
+      An array of ``x``'s shape, in ``dtype`` (default: ``x``'s dtype).
 
     Example:
       >>> import jaxreg
       >>> print(jaxreg.softmax(jnp.array([1.0, 1.0]), where=jnp.array([True, False])))
       [1. 0.]
+      >>> scores = jnp.array([0.0, 1.0], jnp.bfloat16)
+      >>> print(jaxreg.softmax(scores, dtype=jnp.float32).dtype)
+      float32
     """
-    x, dtype, axes, mask = _prepare(x, "x", axis, where)
+    x, dtype, axes, mask = _prepare(x, "x", axis, where, dtype)
     if _is_empty(x, axes):
         return x.astype(dtype)
     return _softmax(x, axes, mask).astype(dtype)
 
 
-@_numerics.compiled("axis")
-def log_softmax(x: ArrayLike, axis: Axis = -1, *, where: ArrayLike | None = None) -> jax.Array:
+@_numerics.compiled("axis", "dtype")
+def log_softmax(
+    x: ArrayLike,
+    axis: Axis = -1,
+    *,
+    where: ArrayLike | None = None,
+    dtype: DTypeLike | None = None,
+) -> jax.Array:
     r"""Log of the softmax along ``axis``, computed without forming the softmax.
 
     .. math::
         \log \operatorname{softmax}(x)_i = (x_i - m) - \log \sum_j e^{x_j - m}
 
     Masked-out entries (and whole masked rows) are ``-inf`` with gradient 0.
+    ``dtype`` is torch's, as in :func:`softmax`.
 
     Args:
       x: a real floating array.
       axis: the axis or axes to normalise over (``None``: all).
       where: optional boolean mask broadcastable to ``x``.
+      dtype: optional floating dtype to cast ``x`` to first, and of the result.
 
     Returns:
-      An array of ``x``'s shape and dtype.
+      An array of ``x``'s shape, in ``dtype`` (default: ``x``'s dtype).
 
     Example:
       >>> import jaxreg
       >>> print(jnp.round(jaxreg.log_softmax(jnp.array([0.0, 0.0])), 4))
       [-0.6931 -0.6931]
     """
-    x, dtype, axes, mask = _prepare(x, "x", axis, where)
+    x, dtype, axes, mask = _prepare(x, "x", axis, where, dtype)
     if _is_empty(x, axes):
         return x.astype(dtype)
     _, z, _, s = _numerics.shifted_exp(x, axes, mask, floor_max=True)
@@ -175,16 +244,8 @@ def log_softmax(x: ArrayLike, axis: Axis = -1, *, where: ArrayLike | None = None
 
 
 @jax.custom_jvp
-def xlogy(x: jax.Array, y: jax.Array) -> jax.Array:
-    r"""``x·log y`` with ``0·log y = 0`` for every ``y >= 0``, and gradients that never NaN.
-
-    .. math::
-        \partial_x = \log y, \qquad \partial_y = x / y \qquad (y > 0)
-
-    Where ``y = 0`` the value is 0 (``x = 0``) or ``-inf`` (``x > 0``), held constant:
-    gradient 0. (torch's ``xlogy`` gives NaN for ``∂_y`` at ``x = y = 0``.) A NaN in
-    either argument gives NaN, also at ``x = 0`` (as ``scipy.special.xlogy``).
-    """
+def _xlogy(x: jax.Array, y: jax.Array) -> jax.Array:
+    """``x·log y`` with ``0·log y = 0`` (see :func:`xlogy`), on arrays of one shape and dtype."""
     zero = x == 0
     # 0·log y = 0 for every y >= 0, but a NaN y stays NaN (a zero is not a NaN filter).
     at_zero = jnp.where(jnp.isnan(y), y, jnp.zeros_like(x))
@@ -194,11 +255,13 @@ def xlogy(x: jax.Array, y: jax.Array) -> jax.Array:
 def _xlogy_jvp(primals, tangents):
     x, y = primals
     x_dot, y_dot = tangents
-    out = xlogy(x, y)
+    out = _xlogy(x, y)
     positive = y > 0
     y_safe = jnp.where(positive, y, jnp.ones_like(y))
     terms = []
-    # Only the derivatives that are asked for are computed (symbolic zeros).
+    # Only the derivatives that are asked for are computed (symbolic zeros). Where y is
+    # not positive (0, and outside the domain: negative or NaN, where the value is
+    # NaN) the derivatives are 0, never NaN.
     if not _numerics.is_symbolic_zero(x_dot):
         terms.append(x_dot * jnp.where(positive, jnp.log(y_safe), jnp.zeros_like(y)))
     if not _numerics.is_symbolic_zero(y_dot):
@@ -206,7 +269,53 @@ def _xlogy_jvp(primals, tangents):
     return out, _numerics.sum_terms(terms, out)
 
 
-xlogy.defjvp(_xlogy_jvp, symbolic_zeros=True)
+_xlogy.defjvp(_xlogy_jvp, symbolic_zeros=True)
+
+
+@_numerics.compiled()
+def xlogy(x: ArrayLike, y: ArrayLike) -> jax.Array:
+    r"""``x·log y`` with ``0·log y = 0`` for every ``y >= 0``, and gradients that never NaN.
+
+    .. math::
+        \operatorname{xlogy}(x, y) = x \log y, \qquad
+        \partial_x = \log y, \qquad \partial_y = x / y \qquad (y > 0)
+
+    The building block of every entropy (``-xlogy(p, p)``) and cross-entropy
+    (``-xlogy(p, q)``). Where ``y = 0`` the value is 0 (``x = 0``) or ``-inf``
+    (``x > 0``), held constant: gradient 0 (``torch.xlogy``'s ``∂y`` is NaN at
+    ``x = y = 0``). At ``x = 0 < y`` the derivative in ``x`` is ``log y``, the
+    derivative of ``x log y`` (``torch.xlogy`` gives 0 there). A NaN in either
+    argument gives NaN, also at ``x = 0`` (as ``scipy.special.xlogy`` and torch);
+    ``y < 0`` (outside the domain) gives NaN (the gradient there is 0).
+
+    Args:
+      x: a real floating array (or a Python number).
+      y: a real floating array (or a Python number); ``x`` and ``y`` broadcast
+        against each other, as in ``torch.xlogy``.
+
+    Returns:
+      The broadcast shape, in the promoted dtype of ``x`` and ``y``.
+
+    Example:
+      >>> import jaxreg
+      >>> print(jaxreg.xlogy(jnp.array([0.0, 2.0]), jnp.array([0.0, 1.0])))
+      [0. 0.]
+      >>> print(jax.grad(jaxreg.xlogy, argnums=1)(0.0, 0.0))
+      0.0
+    """
+    x = _numerics.as_float_array(x, "x")
+    y = _numerics.as_float_array(y, "y")
+    try:
+        dtype = jnp.result_type(x, y)
+        shape = jnp.broadcast_shapes(x.shape, y.shape)
+    except (TypeError, ValueError) as error:
+        raise type(error)(
+            f"`x` ({x.dtype}{list(x.shape)}) and `y` ({y.dtype}{list(y.shape)}) must broadcast "
+            f"to one shape and promote to one dtype: {error}"
+        ) from None
+    work = _numerics.compute_dtype(dtype)
+    x, y = (jnp.broadcast_to(a.astype(work), shape) for a in (x, y))
+    return _xlogy(x, y).astype(dtype)
 
 
 def _prepare_pair(p: ArrayLike, q: ArrayLike, axis: Axis, names=("p", "q")):
@@ -277,7 +386,7 @@ def entropy(p: ArrayLike, axis: Axis = -1, *, base: ArrayLike | None = None) -> 
       1.0
     """
     work, dtype, axes, _ = _prepare(p, "p", axis, None)
-    return _in_base(0.0 - jnp.sum(xlogy(work, work), axis=axes), base).astype(dtype)
+    return _in_base(0.0 - jnp.sum(_xlogy(work, work), axis=axes), base).astype(dtype)
 
 
 @_numerics.compiled("axis", check=_check_base)
@@ -352,7 +461,7 @@ def cross_entropy(
       1.0
     """
     p, q, dtype, ax = _prepare_pair(p, q, axis)
-    return _in_base(0.0 - jnp.sum(xlogy(p, q), axis=ax), base).astype(dtype)
+    return _in_base(0.0 - jnp.sum(_xlogy(p, q), axis=ax), base).astype(dtype)
 
 
 @_numerics.compiled("axis", check=_check_base)
@@ -427,6 +536,143 @@ _rel_entr.defjvp(_rel_entr_jvp, symbolic_zeros=True)
 
 def _kl(p: jax.Array, q: jax.Array, axis: tuple[int, ...]) -> jax.Array:
     return jnp.sum(_rel_entr(p, q), axis=axis)
+
+
+# --- torch's F.kl_div: log-probabilities first, then the target ------------------------
+
+
+@jax.custom_jvp
+def _rel_entr_log(p: jax.Array, log_q: jax.Array) -> jax.Array:
+    """``p·(log p - log_q)`` with :func:`_rel_entr`'s conventions, ``q`` given as its log.
+
+    0 where ``p = 0`` (also at ``log_q = -inf``; NaN if ``log_q`` is NaN), ``+inf``
+    where ``p > 0`` and ``log_q = -inf``. No ``exp(log_q)`` is formed: a very negative
+    ``log_q`` (a ``q`` below the smallest float) still gives the finite, exact value.
+    """
+    zero = p == 0
+    p_safe = jnp.where(zero, jnp.ones_like(p), p)
+    log_q_safe = jnp.where(zero, jnp.zeros_like(log_q), log_q)
+    at_zero = jnp.where(jnp.isnan(log_q), log_q, jnp.zeros_like(p))  # a NaN log_q stays NaN
+    return jnp.where(zero, at_zero, p * (jnp.log(p_safe) - log_q_safe))
+
+
+def _rel_entr_log_jvp(primals, tangents):
+    p, log_q = primals
+    p_dot, log_q_dot = tangents
+    out = _rel_entr_log(p, log_q)
+    terms = []
+    # ∂p = (log p + 1)·[p > 0] - log_q·[log_q > -inf] (at p = 0: -log q, the derivative of
+    # -p·log q, as kl_divergence); ∂log_q = -p.
+    if not _numerics.is_symbolic_zero(p_dot):
+        p_pos = p > 0
+        finite = log_q > -jnp.inf
+        d_p = jnp.where(
+            p_pos, jnp.log(jnp.where(p_pos, p, jnp.ones_like(p))) + 1.0, jnp.zeros_like(p)
+        ) - jnp.where(finite, log_q, jnp.zeros_like(log_q))
+        terms.append(p_dot * d_p)
+    if not _numerics.is_symbolic_zero(log_q_dot):
+        terms.append(-(log_q_dot * p))
+    return out, _numerics.sum_terms(terms, out)
+
+
+_rel_entr_log.defjvp(_rel_entr_log_jvp, symbolic_zeros=True)
+
+
+def _rel_entr_log_log(log_p: jax.Array, log_q: jax.Array) -> jax.Array:
+    """``exp(log_p)·(log_p - log_q)``: 0 where ``log_p = -inf`` (NaN if ``log_q`` is NaN),
+    ``+inf`` where ``log_p > -inf = log_q``; both held constant (gradient 0), which is
+    the limit of the derivative at ``log_p -> -inf``. Plain autodiff elsewhere."""
+    zero = log_p == -jnp.inf
+    infinite = (log_q == -jnp.inf) & (log_p > -jnp.inf)  # a NaN log_p computes: NaN
+    held = zero | infinite
+    lp = jnp.where(held, jnp.zeros_like(log_p), log_p)
+    lq = jnp.where(held, jnp.zeros_like(log_q), log_q)
+    at_zero = jnp.where(jnp.isnan(log_q), log_q, jnp.zeros_like(log_p))
+    special = jnp.where(zero, at_zero, jnp.full_like(log_p, jnp.inf))
+    return jnp.where(held, special, jnp.exp(lp) * (lp - lq))
+
+
+def _check_kl_div(*, reduction: str, **_: object) -> None:
+    if reduction not in _KL_DIV_REDUCTIONS:
+        raise ValueError(
+            f"`reduction` must be one of {_KL_DIV_REDUCTIONS} (torch's F.kl_div), got "
+            f"{reduction!r}; 'batchmean' is the KL divergence averaged over the batch."
+        )
+
+
+@_numerics.compiled("reduction", "log_target", check=_check_kl_div)
+def kl_div(
+    log_q: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: str = "mean",
+    log_target: bool = False,
+) -> jax.Array:
+    r"""torch's ``F.kl_div(input, target)``: the *log*-probabilities ``log q`` first.
+
+    .. math::
+        \ell_i = p_i (\log p_i - \log q_i), \qquad
+        \ell_i = e^{\log p_i} (\log p_i - \log q_i) \ 	ext{(``log_target=True``)}
+
+    summed (``"sum"``), summed and divided by the batch size ``target.shape[0]``
+    (``"batchmean"``: the mean KL divergence of the rows when each row is a
+    distribution), divided by the number of *elements* (``"mean"``, torch's default,
+    which is **not** the KL divergence) or returned elementwise (``"none"``).
+
+    The argument order is torch's and is the usual trap: the first argument is
+    ``log q``, the log-probabilities of the *approximating* (model) distribution, and
+    the second is the target ``p`` — the result is ``KL(p ‖ q)``. It exists so that
+    ported code (``F.kl_div(log_q, p, reduction="batchmean")``) keeps its meaning
+    verbatim; new code can use :func:`kl_divergence` ``(p, q)`` (textbook order,
+    probabilities, one value per distribution along ``axis``, ``base=``) or
+    :func:`kl_divergence_from_logits`. Log-space inputs (``log_q`` and, with
+    ``log_target``, ``log p``) are used as they are: no ``exp``/``log`` round trip.
+
+    Conventions (``kl_divergence``'s, where torch gives NaN): ``p_i = 0`` (or
+    ``log p_i = -inf``) contributes 0, also where ``log q_i = -inf``, with gradient 0
+    for ``log q`` (and ``-log q_i`` for ``p_i``, the derivative of ``-p log q``);
+    ``p_i > 0`` with ``log q_i = -inf`` gives ``+inf``. A NaN in either argument gives
+    NaN. ``"mean"`` and ``"batchmean"`` over no elements give 0 (torch: NaN).
+
+    Args:
+      log_q: ``log q``, log-probabilities of the model, any shape (torch's ``input``).
+      target: ``p`` (or ``log p`` with ``log_target=True``), same shape and dtype.
+      reduction: ``"none"``, ``"mean"``, ``"batchmean"`` or ``"sum"``.
+      log_target: whether ``target`` holds log-probabilities.
+
+    Returns:
+      A scalar, or ``log_q``'s shape for ``"none"``; in ``log_q``'s dtype.
+
+    Example:
+      >>> from jaxreg.information import kl_div
+      >>> p = jnp.array([[0.5, 0.5], [1.0, 0.0]])
+      >>> log_q = jnp.log(jnp.array([[0.25, 0.75], [0.5, 0.5]]))
+      >>> print(f"{kl_div(log_q, p, reduction='batchmean'):.4f}")  # the rows' mean KL(p‖q)
+      0.4185
+      >>> print(f"{kl_div(log_q, jnp.log(p), reduction='sum', log_target=True):.4f}")
+      0.8370
+    """
+    log_q = _numerics.as_float_array(log_q, "log_q")
+    target = _numerics.as_float_array(target, "target")
+    _numerics.check_same_shape(log_q, target, "log_q", "target")
+    if log_q.dtype != target.dtype:
+        raise TypeError(
+            f"`log_q` and `target` must have the same dtype, got {log_q.dtype} and {target.dtype}."
+        )
+    dtype = log_q.dtype
+    log_q, target = _numerics.upcast(log_q), _numerics.upcast(target)
+    if log_target:
+        pointwise = _rel_entr_log_log(target, log_q)
+    else:
+        pointwise = _rel_entr_log(target, log_q)
+    if reduction == "none":
+        return pointwise.astype(dtype)
+    total = jnp.sum(pointwise)
+    if reduction == "mean":
+        total = total / max(pointwise.size, 1)  # a static count; 0 elements: 0, not NaN
+    elif reduction == "batchmean" and pointwise.ndim:
+        total = total / max(pointwise.shape[0], 1)
+    return total.astype(dtype)
 
 
 @_numerics.compiled("axis")

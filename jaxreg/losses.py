@@ -194,9 +194,13 @@ def _along_last(w: jax.Array, ndim: int) -> jax.Array:
 
 
 def _t_log_p(t: jax.Array, log_p: jax.Array) -> jax.Array:
-    """``t·log p`` with ``0·log p = 0`` even where ``log p = -inf`` (the double where)."""
-    zero = t == 0
-    return jnp.where(zero, jnp.zeros_like(t), t * jnp.where(zero, jnp.zeros_like(log_p), log_p))
+    """``t·log p`` with ``0·log p = 0`` even where ``log p = -inf`` (the double where).
+
+    Only the undefined ``0·(-inf)`` is replaced: where ``log p`` is finite the product is
+    taken as it is, so the gradient in ``t`` is ``log p`` also at ``t = 0`` (torch's).
+    """
+    undefined = (t == 0) & (log_p == -jnp.inf)
+    return t * jnp.where(undefined, jnp.zeros_like(log_p), log_p)
 
 
 @_numerics.compiled("axis", "ignore_index", "reduction", check=_check_label_values("log_probs"))

@@ -1,9 +1,17 @@
 """flax.nnx layers: a Xavier-initialized ``Linear``, LLaMA's SwiGLU feed-forward, an MLP, dropout.
 
 Kernels are stored ``(in, out)`` (flax's layout; torch stores ``(out, in)``,
-``torch_ref.bridge`` transposes when copying). Parameter names follow the
-torch modules they mirror (``w1``, ``w2``, ``w3`` of the LLaMA feed-forward,
-``layers.<i>`` of the MLP), so weights copy across by name.
+``torch_ref.bridge`` transposes when copying). The modules follow flax's dtype
+conventions (``flax.nnx.Linear``): ``param_dtype`` is the storage dtype of the
+parameters, ``dtype`` the dtype of the computation, and the input and the
+parameters are promoted to it with ``flax.nnx.nn.dtypes.promote_dtype``
+(``dtype=None``: the promoted dtype of the input and the parameters). So
+``dtype=jnp.bfloat16`` with the default float32 ``param_dtype`` is the usual
+mixed-precision set-up: float32 master weights (and gradients), bf16 matmuls.
+The kernel initializer is selectable (``kernel_init``: Xavier-uniform by default,
+:func:`jaxreg.kaiming_uniform` or any ``init(key, shape, dtype)``). Parameter names
+follow the torch modules they mirror (``w1``, ``w2``, ``w3`` of the LLaMA
+feed-forward, ``layers.<i>`` of the MLP), so weights copy across by name.
 
 Dropout is inverted: kept entries are scaled by ``1 / (1 - rate)`` during
 training, so evaluation is the identity. The modules use ``nnx.Dropout``
@@ -19,16 +27,18 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax.nnx.nn.dtypes import promote_dtype
 from jax import lax
 from jax.typing import ArrayLike, DTypeLike
 
 from jaxreg import _numerics
 from jaxreg.activations import relu, silu
-from jaxreg.init import xavier_uniform
+from jaxreg.init import Initializer, xavier_uniform
 
 __all__ = ["MLP", "Linear", "SwiGLUFeedForward", "dropout"]
 
@@ -101,6 +111,12 @@ def dropout(
     return lax.select(mask, x / keep_safe, jnp.zeros_like(x))
 
 
+#: The default kernel initializer: Xavier (Glorot) uniform on the ``(in, out)`` kernel.
+default_kernel_init: Initializer = xavier_uniform()
+#: The default bias initializer: zeros (torch's ``nn.Linear`` draws a uniform bias).
+default_bias_init: Initializer = jax.nn.initializers.zeros
+
+
 class Linear(nnx.Module):
     r"""Affine layer ``y = x W + b`` with a Xavier-uniform kernel ``(in, out)`` and zero bias.
 
@@ -110,12 +126,25 @@ class Linear(nnx.Module):
 
     Unlike torch's ``nn.Linear`` (Kaiming-uniform with ``a=√5``, uniform bias),
     the default is Glorot's initialization; ``torch_ref.nn.Linear`` does the same.
+    ``kernel_init=jaxreg.kaiming_uniform()`` gives He's (torch's ``kaiming_uniform_``
+    defaults, variance ``2 / in_features``).
+
+    dtypes as in ``flax.nnx.Linear``: the parameters are stored in ``param_dtype``;
+    the input, kernel and bias are cast to ``dtype`` for the computation (and the
+    result is in ``dtype``). With ``dtype=None`` they are promoted to their common
+    dtype (``jnp.result_type``: a bf16 input and float32 parameters compute in
+    float32); under ``jax_numpy_dtype_promotion="strict"`` such a mix has no implicit
+    promotion and raises a ``TypeError`` that names ``dtype=``.
 
     Args:
       in_features: size of the last axis of the input.
       out_features: size of the last axis of the output.
       use_bias: whether to add a bias (``bias`` parameter, shape ``(out,)``).
-      param_dtype: dtype of the parameters; inputs must have the same dtype.
+      dtype: the dtype of the computation (default: inferred from the input and the
+        parameters, as flax does).
+      param_dtype: the dtype the parameters are initialized and stored in.
+      kernel_init: ``init(key, (in, out), dtype)`` for the kernel (default Xavier uniform).
+      bias_init: ``init(key, (out,), dtype)`` for the bias (default zeros).
       rngs: ``nnx.Rngs`` with a ``params`` stream (or a default one).
 
     Example:
@@ -123,6 +152,9 @@ class Linear(nnx.Module):
       >>> layer = Linear(6, 16, rngs=nnx.Rngs(0))
       >>> print(layer.kernel.shape, layer(jnp.ones((4, 6), jnp.float32)).shape)
       (6, 16) (4, 16)
+      >>> mixed = Linear(6, 16, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))  # float32 weights
+      >>> print(mixed.kernel.dtype, mixed(jnp.ones((4, 6), jnp.bfloat16)).dtype)
+      float32 bfloat16
     """
 
     def __init__(
@@ -131,32 +163,49 @@ class Linear(nnx.Module):
         out_features: int,
         *,
         use_bias: bool = True,
+        dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
+        kernel_init: Initializer = default_kernel_init,
+        bias_init: Initializer = default_bias_init,
         rngs: nnx.Rngs,
     ) -> None:
         self.in_features = int(in_features)
         self.out_features = int(out_features)
+        self.dtype = dtype
+        self.param_dtype = param_dtype
+        key = rngs.params()
         shape = (self.in_features, self.out_features)
-        self.kernel = nnx.Param(xavier_uniform()(rngs.params(), shape, param_dtype))
-        self.bias = nnx.Param(jnp.zeros((self.out_features,), param_dtype)) if use_bias else None
+        self.kernel = nnx.Param(kernel_init(key, shape, param_dtype))
+        # The bias draws from a key derived from the kernel's, so adding or removing a
+        # bias never shifts the random stream of the layers built after this one.
+        self.bias = (
+            nnx.Param(bias_init(jax.random.fold_in(key, 1), (self.out_features,), param_dtype))
+            if use_bias
+            else None
+        )
 
     def __call__(self, x: ArrayLike) -> jax.Array:
         """Applies the layer to ``x`` ``[..., in_features]``; returns ``[..., out_features]``."""
         x = _numerics.as_float_array(x, "x")
-        kernel = self.kernel[...]
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"Linear: `x` must have last axis {self.in_features} (in_features), got shape "
                 f"{x.shape}; for a single example pass shape ({self.in_features},)."
             )
-        if x.dtype != kernel.dtype:
+        kernel = self.kernel[...]
+        bias = self.bias[...] if self.bias is not None else None
+        try:
+            x, kernel, bias = promote_dtype((x, kernel, bias), dtype=self.dtype)
+        except jax.dtypes.TypePromotionError:  # only under strict promotion, dtype=None
             raise TypeError(
-                f"Linear: `x` has dtype {x.dtype} but the parameters are {kernel.dtype}; cast "
-                f"`x.astype({kernel.dtype})` or build the layer with `param_dtype={x.dtype}`."
-            )
+                f"Linear: `x` has dtype {x.dtype} but the parameters are {kernel.dtype}, and "
+                f"strict dtype promotion has no common dtype for them; pass the computation "
+                f"dtype explicitly, e.g. `Linear(..., dtype=jnp.{x.dtype})` (mixed precision: "
+                f"{kernel.dtype} weights, {x.dtype} matmuls), or cast `x.astype({kernel.dtype})`."
+            ) from None
         y = lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
-        if self.bias is not None:
-            y = y + jnp.broadcast_to(self.bias[...], y.shape)
+        if bias is not None:
+            y = y + jnp.broadcast_to(bias, y.shape)
         return y
 
 
@@ -181,7 +230,9 @@ class SwiGLUFeedForward(nnx.Module):
       hidden_dim: hidden size; ``None`` applies LLaMA's rule. A given value is used as is.
       multiple_of: rounding of the LLaMA rule (positive).
       dropout: the dropout probability (*not* the keep rate!) after ``w2``, in ``[0, 1)``.
-      param_dtype: dtype of the parameters.
+      dtype: the dtype of the computation (see :class:`Linear`; ``None``: inferred).
+      param_dtype: the dtype the parameters are stored in.
+      kernel_init: the initializer of the three kernels (default Xavier uniform).
       rngs: ``nnx.Rngs`` (``params`` stream; ``dropout`` stream when ``dropout > 0``).
 
     Attributes:
@@ -204,7 +255,9 @@ class SwiGLUFeedForward(nnx.Module):
         *,
         multiple_of: int = 256,
         dropout: float = 0.0,
+        dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
+        kernel_init: Initializer = default_kernel_init,
         rngs: nnx.Rngs,
     ) -> None:
         if int(multiple_of) < 1:
@@ -215,7 +268,13 @@ class SwiGLUFeedForward(nnx.Module):
         if hidden_dim is None:
             hidden_dim = _llama_hidden_dim(int(dim), int(multiple_of))
         self.hidden_dim = int(hidden_dim)
-        linear = {"use_bias": False, "param_dtype": param_dtype, "rngs": rngs}
+        linear: dict[str, Any] = {
+            "use_bias": False,
+            "dtype": dtype,
+            "param_dtype": param_dtype,
+            "kernel_init": kernel_init,
+            "rngs": rngs,
+        }
         self.w1 = Linear(dim, self.hidden_dim, **linear)
         self.w2 = Linear(self.hidden_dim, dim, **linear)
         self.w3 = Linear(dim, self.hidden_dim, **linear)
@@ -238,7 +297,10 @@ class MLP(nnx.Module):
       activation: elementwise nonlinearity :math:`\phi` (default :func:`jaxreg.relu`).
       dropout: the dropout probability (*not* the keep rate!) after each hidden
         activation, in ``[0, 1)``.
-      param_dtype: dtype of the parameters.
+      dtype: the dtype of the computation (see :class:`Linear`; ``None``: inferred).
+      param_dtype: the dtype the parameters are stored in.
+      kernel_init: the initializer of every kernel (default Xavier uniform).
+      bias_init: the initializer of every bias (default zeros).
       rngs: ``nnx.Rngs`` (``params`` stream; ``dropout`` stream when ``dropout > 0``).
 
     Attributes:
@@ -258,7 +320,10 @@ class MLP(nnx.Module):
         *,
         activation: Callable[[jax.Array], jax.Array] = relu,
         dropout: float = 0.0,
+        dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
+        kernel_init: Initializer = default_kernel_init,
+        bias_init: Initializer = default_bias_init,
         rngs: nnx.Rngs,
     ) -> None:
         sizes = [int(s) for s in sizes]
@@ -268,7 +333,15 @@ class MLP(nnx.Module):
         self.activation = activation
         self.layers = nnx.List(
             [
-                Linear(n_in, n_out, param_dtype=param_dtype, rngs=rngs)
+                Linear(
+                    n_in,
+                    n_out,
+                    dtype=dtype,
+                    param_dtype=param_dtype,
+                    kernel_init=kernel_init,
+                    bias_init=bias_init,
+                    rngs=rngs,
+                )
                 for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)
             ]
         )

@@ -13,9 +13,15 @@ Conventions (DESIGN.md):
   check on the result, so the common case costs nothing extra); the other p-norms
   always rescale. See :mod:`jaxreg._scaling` for why powers of two and what
   XLA:CPU does with subnormals (it flushes them to zero);
-* an empty reduction axis gives 0 for every p-norm (a sum over nothing); ``inf`` and
-  ``-inf`` raise there, as in ``torch.linalg.vector_norm`` (a max or min over
-  nothing has no value); ``global_norm`` of a tree without entries is 0;
+* any real order, negative too (torch, NumPy): for ``p < 0`` the scaling is by the
+  *smallest* magnitude, and a zero entry gives the norm 0 with gradient 0;
+* an empty reduction axis gives 0 for every p-norm with ``p >= 0`` (a sum over
+  nothing); ``inf`` and every negative order raise there, as in
+  ``torch.linalg.vector_norm`` (no identity); ``global_norm`` of a tree without
+  entries is 0;
+* ``vector_norm(..., where=mask)``: masked-out entries take no part
+  (``torch.masked.norm``); a fully masked vector gives 0, or ``+inf`` for negative
+  orders, with gradient 0;
 * bf16/fp16 inputs are reduced in float32 and the result is returned in the input
   dtype.
 """
@@ -52,12 +58,12 @@ _MATRIX_ORDS = ("fro", "nuc", 1, -1, 2, -2, math.inf, -math.inf)
 def _check_vector_ord(ord: Any) -> float:
     if isinstance(ord, bool) or not isinstance(ord, (int, float)):
         raise ValueError(
-            f"`ord` must be a number p > 0, inf, -inf or 0 for a vector norm, got {ord!r}; "
-            f"for matrix norms use `matrix_norm`."
+            f"`ord` must be a real number p (negative too), inf, -inf or 0 for a vector norm, "
+            f"got {ord!r}; for matrix norms use `matrix_norm`."
         )
     ord = float(ord)
-    if math.isnan(ord) or (ord < 0 and ord != -math.inf):
-        raise ValueError(f"`ord` must be p > 0, inf, -inf or 0 for a vector norm, got {ord}.")
+    if math.isnan(ord):
+        raise ValueError("`ord` must be a real number, inf or -inf for a vector norm, got nan.")
     return ord
 
 
@@ -91,16 +97,21 @@ def _root(s: jax.Array, p: float) -> jax.Array:
 
 
 def _scaled_p_norm(parts: Sequence[jax.Array], p: float, axes: Axes, keepdims: bool) -> jax.Array:
-    """``2^e·‖x·2^-e‖_p`` with ``2^e`` near the largest magnitude ``m`` (exact scaling).
+    """``2^e·‖x·2^-e‖_p`` with ``2^e`` near the magnitude ``m`` that dominates (exact scaling).
 
-    The 2-norm sums the squares of ``x·2^-e`` (at most 4 in magnitude) as they are. For
-    other ``p`` the scaled entries are further divided by ``t = m·2^-e`` (in ``[0.5, 4)``,
-    so its reciprocal is normal), making the largest term ``|x/m|^p = 1``: no power can
-    overflow or underflow, whatever ``p``. An infinite ``m`` keeps ``t = 1`` (``inf/inf``
-    would be NaN); a NaN ``m`` passes through.
+    ``m`` is the largest magnitude for ``p > 0`` and the smallest for ``p < 0`` (where
+    ``|x|^p`` is largest for the smallest ``|x|``). The 2-norm sums the squares of
+    ``x·2^-e`` (at most 4 in magnitude) as they are. For other ``p`` the scaled entries
+    are further divided by ``t = m·2^-e`` (in ``[0.5, 4)``, so its reciprocal is
+    normal), making the largest term ``|x/m|^p = 1``: no power can overflow or
+    underflow harmfully, whatever ``p``. An infinite ``m`` keeps ``t = 1`` (``inf/inf``
+    would be NaN); a NaN ``m`` passes through. For ``p < 0`` a zero entry gives
+    ``|0|^p = inf``, so the sum is ``inf`` and the norm exactly 0 (torch's and NumPy's
+    value), with no special case.
     """
+    extreme = (jnp.max, jnp.maximum) if p > 0 else (jnp.min, jnp.minimum)
     m = functools.reduce(
-        jnp.maximum, [jnp.max(jnp.abs(x), axis=axes, keepdims=True) for x in parts]
+        extreme[1], [extreme[0](jnp.abs(x), axis=axes, keepdims=True) for x in parts]
     )
     down, up = _scaling.power_of_two_scale(m)
     if p == 2.0:
@@ -173,17 +184,37 @@ def _p_norm_jvp(p, axes, keepdims, primals, tangents):
     # is subnormal above 2^126 in float32). At ‖x‖ = 0 it is 0 (the double where; a NaN
     # norm fails `== 0` and takes the computing branch).
     zero = n_b == 0
+    if p < 0:
+        # p < 0 over entries that are all infinite (where= fills masked-out entries with
+        # inf) has the norm inf and gradient 0 too: inf/inf would be NaN.
+        zero = zero | jnp.isinf(n_b)
     down, _ = _scaling.power_of_two_scale(lax.stop_gradient(n_b))
     denom = jnp.where(zero, jnp.ones_like(n_b), n_b * down)
-    dn = _sum(
+    return n, _sum(
         [
-            jnp.where(zero, jnp.zeros_like(x), _dual(x * down / denom, p)) * dx
+            _p_norm_partial(x, down, denom, zero, p) * dx
             for x, dx in zip(parts, dparts, strict=True)
         ],
         axes,
         keepdims,
     )
-    return n, dn
+
+
+def _p_norm_partial(
+    x: jax.Array, down: jax.Array, denom: jax.Array, zero: jax.Array, p: float
+) -> jax.Array:
+    """``∂‖x‖/∂x = sign(x)·|x/‖x‖|^(p-1)``, 0 where ``zero`` (the norm is 0, or for ``p < 0``
+    infinite).
+
+    For ``p < 0`` an infinite entry (``where=`` fills masked-out entries with ``inf``)
+    takes no part and its partial is 0; it is held out of the ratio with a double where,
+    so that the derivative of this rule (second order) has no ``inf·0`` either.
+    """
+    if p < 0:
+        infinite = jnp.isinf(x)
+        x = jnp.where(infinite, jnp.zeros_like(x), x)
+        zero = zero | infinite
+    return jnp.where(zero, jnp.zeros_like(x), _dual(x * down / denom, p))
 
 
 def _vector_norm_parts(parts: Sequence[jax.Array], ord: float, axes: Axes, keepdims: bool):
@@ -206,19 +237,25 @@ def _vector_norm_parts(parts: Sequence[jax.Array], ord: float, axes: Axes, keepd
 
 
 def _check_nonempty(ord: float, size: int, fn_name: str, what: str) -> None:
-    """``ValueError`` for the ``±inf`` norm over no entries (torch raises there too)."""
-    if size == 0 and math.isinf(ord):
+    """``ValueError`` for the ``inf`` or a negative-order norm over no entries (torch
+    raises there too: the reduction has no identity)."""
+    if size == 0 and (ord < 0 or ord == math.inf):
         extreme = "largest" if ord > 0 else "smallest"
         raise ValueError(
-            f"`{fn_name}` with `ord`={ord} over {what} has no value (the {extreme} of no "
-            f"magnitudes; torch.linalg.vector_norm raises too); reduce over a non-empty "
-            f"axis, or use a p-norm, which is 0 there."
+            f"`{fn_name}` with `ord`={ord} over {what} has no value (driven by the {extreme} "
+            f"of no magnitudes; torch.linalg.vector_norm raises too); reduce over a non-empty "
+            f"axis, or use a p-norm with p >= 0, which is 0 there."
         )
 
 
 @_numerics.compiled("ord", "axis", "keepdims")
 def vector_norm(
-    x: ArrayLike, ord: Ord = 2, axis: int | Sequence[int] | None = None, keepdims: bool = False
+    x: ArrayLike,
+    ord: Ord = 2,
+    axis: int | Sequence[int] | None = None,
+    keepdims: bool = False,
+    *,
+    where: ArrayLike | None = None,
 ) -> jax.Array:
     r"""Vector p-norm over ``axis`` (all axes, flattened, by default).
 
@@ -227,28 +264,42 @@ def vector_norm(
         \|x\|_\infty = \max_i |x_i|, \quad \|x\|_{-\infty} = \min_i |x_i|, \quad
         \|x\|_0 = \#\{i : x_i \neq 0\}
 
+    ``p`` may be any real number, negative too (as in torch and NumPy): for ``p < 0``
+    the norm lies between ``n^{1/p}·min|x|`` and ``min|x|``, and a zero entry makes it
+    0 (torch's and NumPy's value, the limit as that entry goes to 0), with gradient 0.
+
     The value at an all-zero input is 0 with gradient 0, for every ``ord``; at a
     zero entry the gradient is 0 also for ``p < 1`` (torch's rule). A NaN entry makes
-    the norm NaN for every ``ord``; an infinite entry makes a p-norm ``inf``. The
-    result is right wherever it is representable, ``finfo.max`` down to the
-    subnormals: ``vector_norm(jnp.array([1e38, 1e38], jnp.float32))`` is
-    ``1.4142135e38`` (entries and results that are subnormal are flushed to 0 by
-    XLA:CPU). Over an empty axis every p-norm is 0 and ``ord=±inf`` raises, as in
+    the norm NaN for every ``ord``; an infinite entry makes a ``p > 0`` norm ``inf``
+    (and takes no part in a ``p < 0`` norm, ``|inf|^p = 0``). The result is right
+    wherever it is representable, ``finfo.max`` down to the subnormals:
+    ``vector_norm(jnp.array([1e38, 1e38], jnp.float32))`` is ``1.4142135e38`` (entries
+    and results that are subnormal are flushed to 0 by XLA:CPU). Over an empty axis
+    every norm with ``p >= 0`` is 0, and ``ord=inf`` or ``ord < 0`` raises, as in
     ``torch.linalg.vector_norm``.
+
+    ``where`` masks entries out, as ``torch.masked.norm``'s ``mask``: a False entry
+    takes no part (a NaN there neither), its gradient is 0. A fully masked vector has
+    the norm of no entries: 0 for ``p >= 0`` and ``inf``, ``+inf`` for ``-inf`` (as
+    ``torch.masked.norm``) and for ``p < 0`` (an empty sum to a negative power;
+    ``torch.masked.norm`` instead counts masked-out entries as zeros for ``p < 0`` and
+    returns 0), all with gradient 0.
 
     Args:
       x: a real floating array.
-      ord: ``p > 0`` (any real), ``inf``, ``-inf`` or ``0``.
+      ord: a real ``p`` (``p < 0`` too), ``inf``, ``-inf`` or ``0``.
       axis: the axis or axes to reduce; ``None`` reduces all of them, like
         ``torch.linalg.vector_norm`` (not ``jnp.linalg.norm``, which treats a
         matrix as a matrix).
       keepdims: keep the reduced axes with size 1.
+      where: optional boolean mask broadcastable to ``x``; False entries take no part.
 
     Returns:
       The norms, with the reduced axes removed (or kept as 1), in ``x``'s dtype.
 
     Raises:
-      ValueError: ``ord`` is not a vector order, or ``ord=±inf`` over an empty axis.
+      ValueError: ``ord`` is not a vector order, or ``ord=inf`` or ``ord < 0`` over an
+        empty axis.
 
     Example:
       >>> import jaxreg
@@ -258,6 +309,10 @@ def vector_norm(
       7.0
       >>> print(jaxreg.vector_norm(jnp.array([1e38, 1e38], jnp.float32)))
       1.4142135e+38
+      >>> print(jaxreg.vector_norm(jnp.array([3.0, 6.0]), ord=-1))  # 1 / (1/3 + 1/6)
+      2.0
+      >>> print(jaxreg.vector_norm(jnp.array([3.0, -4.0]), where=jnp.array([True, False])))
+      3.0
     """
     x = _numerics.as_float_array(x, "x")
     ord = _check_vector_ord(ord)
@@ -265,6 +320,13 @@ def vector_norm(
     size = _reduced_size([x], axes)
     _check_nonempty(ord, size, "vector_norm", f"axis {axes} of shape {x.shape}")
     work = _numerics.upcast(x)
+    mask = _numerics.broadcast_where(where, x.shape)
+    if mask is not None:
+        # Masked-out entries become the reduction's identity, held constant (the double
+        # where: a NaN there takes no part): 0 for p >= 0 and inf; +inf for p < 0 and
+        # -inf (|inf|^p = 0, and min over nothing is +inf).
+        identity = jnp.inf if ord < 0 else 0.0
+        work = jnp.where(mask, work, jnp.asarray(identity, work.dtype))
     if size == 0:
         out = jnp.sum(work, axis=axes, keepdims=keepdims)  # a sum over nothing: 0
     else:
@@ -286,7 +348,7 @@ def global_norm(tree: Any, ord: Ord = 2) -> jax.Array:
 
     Args:
       tree: a pytree of real floating arrays.
-      ord: ``p > 0``, ``inf``, ``-inf`` or ``0``.
+      ord: a real ``p`` (``p < 0`` too), ``inf``, ``-inf`` or ``0``.
 
     Returns:
       A scalar, in the promoted dtype of the leaves.

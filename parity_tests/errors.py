@@ -189,7 +189,8 @@ def leaf_error(name: str, got: Any, want: Any, tol: Tolerance) -> LeafError:
         problems.append(f"{name}: non-finite entries differ")
     if not finite.any():
         return LeafError(name, 0.0, 0.0, 0.0, tol.atol, size=g.size, problems=tuple(problems))
-    diff = np.where(finite, np.abs(g - w), 0.0)
+    with np.errstate(invalid="ignore"):  # inf - inf where both sides are infinite
+        diff = np.where(finite, np.abs(g - w), 0.0)
     flat = int(np.argmax(diff))
     index = tuple(int(i) for i in np.unravel_index(flat, g.shape))
     err = float(diff.flat[flat])

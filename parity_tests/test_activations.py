@@ -3,7 +3,8 @@
 Values and gradients (VJPs) in float32 and float64 on a grid through 0 that
 holds ``-0.0``, ``+0.0`` and ``±30``; the derivative *at* ±0 entry by entry
 (relu 0, leaky_relu/prelu the slope, elu ``alpha``); parameter gradients of
-``prelu`` and ``swish``; the gated units along both axes; generated inputs.
+``prelu`` (channels last, and on torch's dim 1 with ``axis=1``) and ``swish``;
+the gated units along both axes; generated inputs.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ def prelu_inputs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 def prelu_scalar_inputs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return GRID.reshape(8, 4), np.array(0.25)
+
+
+def prelu_channels_first(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """torch's layout ``[N, C, L]``: the grid as ``[2, 4, 4]``, one slope per channel."""
+    return GRID.reshape(2, 4, 4), SLOPES.copy()
 
 
 def swish_inputs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -102,6 +108,21 @@ CASES = [
     ParityCase("activations.prelu", ja.prelu, ta.prelu, prelu_inputs, grad_argnums=(0, 1)),
     ParityCase(
         "activations.prelu[scalar]", ja.prelu, ta.prelu, prelu_scalar_inputs, grad_argnums=(0, 1)
+    ),
+    ParityCase(
+        "activations.prelu[axis=1]",
+        lambda x, w: ja.prelu(x, w, axis=1),
+        lambda x, w: ta.prelu(x, w, axis=1),
+        prelu_channels_first,
+        grad_argnums=(0, 1),
+    ),
+    ParityCase(
+        "activations.prelu[axis=1][F.prelu]",
+        lambda x, w: ja.prelu(x, w, axis=1),
+        F.prelu,
+        prelu_channels_first,
+        grad_argnums=(0, 1),
+        reference="torch",
     ),
     elementwise("elu", ja.elu, ta.elu),
     elementwise("elu[alpha=0.5]", lambda x: ja.elu(x, 0.5), lambda x: ta.elu(x, 0.5)),

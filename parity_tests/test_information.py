@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -131,6 +132,63 @@ def divergence(name: str):
 
 PQ = (0, 1)
 
+
+def lower(x):
+    """``x`` in a lower precision, either framework: float64 -> float32 -> bfloat16."""
+    if isinstance(x, torch.Tensor):
+        return x.to(torch.float32 if x.dtype == torch.float64 else torch.bfloat16)
+    return x.astype(jnp.float32 if x.dtype == jnp.float64 else jnp.bfloat16)
+
+
+def log_or_minus_inf(p: np.ndarray) -> np.ndarray:
+    """``log p`` with ``-inf`` at the zeros (no divide-by-zero warning)."""
+    positive = p > 0
+    return np.where(positive, np.log(np.where(positive, p, 1.0)), -INF)
+
+
+def kl_div_inputs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(log q, p, log p)`` with exact zeros in ``p`` (``log p = -inf``) and in ``q``
+    where ``p`` is 0 (``log q = -inf``): torch's NaN points, jaxreg's 0."""
+    p, q = p_and_q(rng, (3, 5), zeros=0.3)
+    return log_or_minus_inf(q), p, log_or_minus_inf(p)
+
+
+def positive_kl_div_inputs(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """``(log q, p, log p)`` without zeros: where raw torch is finite."""
+    p, q = p_and_q(rng, (3, 5), zeros=0.0)
+    return np.log(q), p, np.log(p)
+
+
+KL_DIV_REDUCTIONS = ("none", "sum", "batchmean", "mean")
+
+
+def kl_div_family(module):
+    """``kl_div`` with every reduction, on probabilities and on log-probabilities."""
+    return lambda log_q, p, log_p: [
+        *[module.kl_div(log_q, p, reduction=r) for r in KL_DIV_REDUCTIONS],
+        *[module.kl_div(log_q, log_p, reduction=r, log_target=True) for r in KL_DIV_REDUCTIONS],
+    ]
+
+
+def torch_kl_div(log_q, p, log_p):
+    """Raw ``F.kl_div`` (its warning about ``'mean'`` is torch's business)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [
+            *[F.kl_div(log_q, p, reduction=r) for r in KL_DIV_REDUCTIONS],
+            *[F.kl_div(log_q, log_p, reduction=r, log_target=True) for r in KL_DIV_REDUCTIONS],
+        ]
+
+
+def xlogy_inputs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` with zeros, ``y`` with zeros (some where ``x`` is 0 too, some where not)."""
+    x = rng.random((3, 5))
+    y = rng.random((3, 5)) + 0.05
+    x[0, :2] = 0.0
+    y[0, 1:3] = 0.0  # (0, 1): x = y = 0; (0, 2): x > 0 = y, -inf
+    return x, y
+
+
 CASES = [
     twin_case(
         "logsumexp",
@@ -171,6 +229,28 @@ CASES = [
         two_logits,
         PQ,
     ),
+    # torch's dtype= (the cast first, the result in dtype), from a lower precision: values
+    # only (a gradient through the downcast is rounded to it; tests/ check its gradient).
+    twin_case(
+        "softmax[dtype]",
+        lambda m, x: [
+            m.softmax(lower(x), dtype=x.dtype),
+            m.log_softmax(lower(x), axis=0, dtype=x.dtype),
+        ],
+        logits(3, 4),
+        grad_argnums=(),
+    ),
+    twin_case("log_softmax[dtype]", lambda m, x: m.log_softmax(x, dtype=x.dtype), logits(3, 4)),
+    # torch's F.kl_div with its argument order, every reduction, log_target both ways
+    ParityCase(
+        "information.kl_div", kl_div_family(ji), kl_div_family(ti), kl_div_inputs, (0, 1, 2)
+    ),
+    twin_case(
+        "xlogy",
+        lambda m, x, y: [m.xlogy(x, y), m.xlogy(x, y[:1]), m.xlogy(x, 2.0)],
+        xlogy_inputs,
+        PQ,
+    ),
     # Raw torch, where it is finite: no masks, no zero probabilities.
     ParityCase(
         "information.logsumexp+softmax+log_softmax+entropies+kl[torch]",
@@ -178,6 +258,22 @@ CASES = [
         torch_raw,
         lambda rng: (*two_logits(rng), *p_and_q(rng, zeros=0.0)),
         grad_argnums=(0, 1, 2, 3),
+        reference="torch",
+    ),
+    ParityCase(
+        "information.kl_div[torch]",
+        kl_div_family(ji),
+        torch_kl_div,
+        positive_kl_div_inputs,
+        grad_argnums=(0, 1, 2),
+        reference="torch",
+    ),
+    ParityCase(
+        "information.xlogy[torch]",
+        ji.xlogy,
+        torch.xlogy,
+        lambda rng: (rng.random((3, 5)) + 0.05, rng.random((3, 5)) + 0.05),
+        grad_argnums=PQ,
         reference="torch",
     ),
 ]
@@ -363,8 +459,22 @@ def test_torch_ref_logsumexp_backward_is_differentiable() -> None:
         (lambda m, p: m.entropy(p, base=-2.0), ValueError),
         (lambda m, p: m.softmax(p, where=p), TypeError),
         (lambda m, p: m.logsumexp(p > 0), TypeError),
+        (lambda m, p: m.kl_div(p, p, reduction="average"), ValueError),
+        (lambda m, p: m.kl_div(p, p[0]), ValueError),
+        (lambda m, p: m.softmax(p, dtype=jnp.int32 if m is ji else torch.int32), TypeError),
     ],
-    ids=["kl shapes", "ce shapes", "js shapes", "base 1", "negative base", "where", "bool x"],
+    ids=[
+        "kl shapes",
+        "ce shapes",
+        "js shapes",
+        "base 1",
+        "negative base",
+        "where",
+        "bool x",
+        "kl_div reduction",
+        "kl_div shapes",
+        "softmax dtype",
+    ],
 )
 def test_errors(call, error) -> None:
     """Bad input raises the same error type on both sides."""

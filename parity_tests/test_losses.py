@@ -133,6 +133,13 @@ CASES = [
         grad_argnums=(0, 1, 2),
     ),
     ParityCase(
+        "losses.softmax_cross_entropy[probabilities with zeros,no smoothing]",
+        ce(jl),
+        ce(tl),
+        prob_inputs,
+        grad_argnums=(0, 1),  # d/dt at t = 0 is -w·log p (torch), not 0
+    ),
+    ParityCase(
         "losses.softmax_cross_entropy[axis=1,ignore_index=2,smoothing]",
         lambda x, y: jl.softmax_cross_entropy(x, y, axis=1, ignore_index=2, label_smoothing=0.3),
         lambda x, y: tl.softmax_cross_entropy(x, y, axis=1, ignore_index=2, label_smoothing=0.3),

@@ -28,8 +28,8 @@ from torch import nn
 import torch_ref.nn as tnn
 from jaxreg import nn as jnn
 from jaxreg.activations import tanh
+from parity_tests._shared import BATCH, DIM, HIDDEN, MULTIPLE, assert_inverted_dropout
 from parity_tests.harness import ParityCase, assert_parity, check_case, compare
-from tests.test_nn import BATCH, DIM, HIDDEN, MULTIPLE, assert_inverted_dropout
 from torch_ref.bridge import nnx_params_from_state_dict, state_dict_from_nnx
 
 
@@ -198,9 +198,71 @@ CASES = [
 ]
 
 
+def mixed_precision_case(name: str, build_jax, build_torch) -> ParityCase:
+    """flax's dtypes: parameters stored in bfloat16 (``param_dtype``), the computation in
+    the case's dtype (``dtype=``), the input promoted to it, on both sides. Gradients
+    with respect to the input only: those of the bfloat16 parameters are rounded to
+    bfloat16 (tests/test_nn.py checks them)."""
+    low = {"jax": jnp.bfloat16, "torch": torch.bfloat16}
+    jax_fns = {
+        dtype: functional(build_jax(dtype=dtype, param_dtype=low["jax"], rngs=rngs()))
+        for dtype in (jnp.float32, jnp.float64)
+    }
+    names = jax_fns[jnp.float32][0]
+    torch_fns = {
+        dtype: torch_functional(build_torch(dtype=dtype, param_dtype=low["torch"]), names)
+        for dtype in (torch.float32, torch.float64)
+    }
+
+    def jax_fn(x, *params):
+        return jax_fns[x.dtype.type][1](x, *[p.astype(low["jax"]) for p in params])
+
+    def torch_fn(x, *params):
+        return torch_fns[x.dtype](x, *[p.to(low["torch"]) for p in params])
+
+    module = build_torch(dtype=torch.float64, param_dtype=torch.float64)
+    return ParityCase(f"nn.{name}", jax_fn, torch_fn, parameter_inputs(module, names, (4,)))
+
+
+MIXED_PRECISION = [
+    mixed_precision_case(
+        "Linear[dtype, bf16 params]",
+        lambda **kw: jnn.Linear(DIM, HIDDEN, **kw),
+        lambda **kw: tnn.Linear(DIM, HIDDEN, **kw),
+    ),
+    mixed_precision_case(
+        "SwiGLUFeedForward[dtype, bf16 params]",
+        lambda **kw: jnn.SwiGLUFeedForward(DIM, HIDDEN, **kw),
+        lambda **kw: tnn.SwiGLUFeedForward(DIM, HIDDEN, **kw),
+    ),
+    mixed_precision_case(
+        "MLP[dtype, bf16 params]",
+        lambda **kw: jnn.MLP(MLP_SIZES, **kw),
+        lambda **kw: tnn.MLP(MLP_SIZES, **kw),
+    ),
+]
+CASES += MIXED_PRECISION
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.name}-{c.reference}")
 def test_case(case: ParityCase) -> None:
     check_case(case)
+
+
+def test_kernel_init_is_selectable_on_both_sides() -> None:
+    """``kernel_init``: jaxreg's Kaiming uniform and torch's ``kaiming_uniform_`` (its
+    twin) draw the same distribution, ``U(-√(6/fan_in), √(6/fan_in))``, not Xavier's."""
+    from jaxreg.init import kaiming_uniform
+
+    bound = np.sqrt(6 / 300)
+    kernels = [
+        np.asarray(jnn.Linear(300, 400, kernel_init=kaiming_uniform(), rngs=rngs()).kernel[...]),
+        tnn.Linear(300, 400, kernel_init=nn.init.kaiming_uniform_).weight.detach().numpy(),
+    ]
+    for w in kernels:
+        assert bound * 0.99 < np.max(np.abs(w)) <= bound  # Xavier's bound is √(6/700)
+        assert abs(np.var(w) / (bound**2 / 3) - 1) < 0.03
+        assert abs(np.mean(w)) < 3 * bound / np.sqrt(3 * w.size)
 
 
 @settings(max_examples=3, deadline=None)

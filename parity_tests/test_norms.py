@@ -27,6 +27,7 @@ from torch_ref import norms as tn
 
 INF = math.inf
 VECTOR_ORDS = (2, 1, 3, 0.5, INF, -INF, 0)
+NEGATIVE_ORDS = (-0.5, -1, -2.5)
 MATRIX_ORDS = ("fro", "nuc", 1, -1, 2, -2, INF, -INF)
 
 
@@ -81,6 +82,40 @@ JAX_VECTOR_NORMS = vector_norm_variants(jn)
 JAX_MATRIX_NORMS = matrix_norm_variants(jn)
 
 
+def with_a_zero(rng: np.random.Generator) -> tuple[np.ndarray]:
+    """``[3, 4]`` normal entries, one exact zero in row 0 (a negative-order norm is 0 there)."""
+    x = rng.standard_normal((3, 4))
+    x[0, 1] = 0.0
+    return (x,)
+
+
+def masked_inputs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``x [4, 5]`` and a mask with a fully masked row; a NaN sits in a masked-out entry."""
+    x = rng.standard_normal((4, 5))
+    mask = rng.random((4, 5)) < 0.6
+    mask[1] = False
+    mask[[0, 2, 3], 0] = True
+    x[2, ~mask[2]] = np.nan  # masked out: takes no part
+    return x, mask
+
+
+def masked_norms(module, ords=VECTOR_ORDS + NEGATIVE_ORDS):
+    """Every ord over the last axis with ``where``, and over all axes."""
+    return lambda x, mask: [
+        *[module.vector_norm(x, ord, -1, where=mask) for ord in ords],
+        module.vector_norm(x, 2, None, where=mask),
+    ]
+
+
+def torch_masked_norms(x, mask):
+    """``torch.masked.norm`` where its semantics are jaxreg's (every ord ``>= 0``, and
+    ``-inf``; for ``p < 0`` it counts masked-out entries as zeros, jaxreg as absent)."""
+    return [
+        *[torch.masked.norm(x, ord, -1, mask=mask) for ord in VECTOR_ORDS],
+        torch.masked.norm(x, 2, mask=mask),
+    ]
+
+
 CASES = [
     ParityCase("norms.vector_norm", JAX_VECTOR_NORMS, vector_norm_variants(tn), normal(2, 3, 4)),
     ParityCase("norms.matrix_norm", JAX_MATRIX_NORMS, matrix_norm_variants(tn), normal(3, 4, 2)),
@@ -116,6 +151,29 @@ CASES = [
         JAX_MATRIX_NORMS,
         matrix_norm_variants(TORCH_LINALG),
         normal(3, 4, 2),
+        reference="torch",
+    ),
+    # negative orders (torch, NumPy): a zero entry gives 0 with gradient 0
+    ParityCase(
+        "norms.vector_norm[ord<0]",
+        vector_norms(jn, NEGATIVE_ORDS),
+        vector_norms(tn, NEGATIVE_ORDS),
+        with_a_zero,
+    ),
+    ParityCase(
+        "norms.vector_norm[ord<0][torch.linalg.vector_norm]",
+        vector_norms(jn, NEGATIVE_ORDS),
+        vector_norms(TORCH_LINALG, NEGATIVE_ORDS),
+        normal(3, 4),
+        reference="torch",
+    ),
+    # where= masks (torch.masked.norm): a fully masked row, a NaN that takes no part
+    ParityCase("norms.vector_norm[where]", masked_norms(jn), masked_norms(tn), masked_inputs),
+    ParityCase(
+        "norms.vector_norm[where][torch.masked.norm]",
+        masked_norms(jn, VECTOR_ORDS),
+        torch_masked_norms,
+        masked_inputs,
         reference="torch",
     ),
 ]
@@ -199,6 +257,36 @@ def test_no_overflow_or_underflow(dtype, xs, ords, expected) -> None:
     np.testing.assert_allclose([float(v) for v in values], expected, rtol=rtol)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_negative_orders_over_the_float_range(dtype) -> None:
+    """``p < 0`` is scaled by the smallest magnitude: exact where raw torch's sum of
+    powers overflows (tiny entries: torch 0) or underflows (huge entries: torch inf);
+    a zero entry gives 0 with gradient 0 on both sides."""
+    tiny, huge = (1e-30, 1e30) if dtype == "float32" else (1e-300, 1e300)
+    xs = [[tiny] * 3 + [huge], [huge, 2 * huge, 4 * huge], [0.0, 1.0, -2.0]]
+    ord = -2.5
+
+    def exact(x: list[float]) -> float:  # m·(Σ|x/m|^p)^(1/p), m the smallest magnitude
+        m = min(abs(v) for v in x)
+        return 0.0 if m == 0 else m * sum(abs(v / m) ** ord for v in x) ** (1 / ord)
+
+    def norms(module):
+        return lambda *xs: [module.vector_norm(x, ord) for x in xs]
+
+    inputs = [np.asarray(x) for x in xs]
+    assert_parity(compare(norms(jn), norms(tn), inputs, dtype=dtype, grad_argnums=(0, 1, 2)))
+    rtol = 1e-6 if dtype == "float32" else 1e-14
+    out = jax.jit(norms(jn))(*[jnp.asarray(x, dtype) for x in inputs])
+    np.testing.assert_allclose([float(v) for v in out], [exact(x) for x in xs], rtol=rtol)
+    raw = [
+        float(torch.linalg.vector_norm(torch.tensor(x, dtype=getattr(torch, dtype)), ord))
+        for x in xs[:2]
+    ]
+    assert raw[0] == 0.0 and raw[1] == INF  # what the scaling fixes
+    grad = jax.grad(lambda x: jn.vector_norm(x, ord))(jnp.asarray(inputs[2], dtype))
+    np.testing.assert_array_equal(grad, 0.0)
+
+
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_low_precision(dtype, rng) -> None:
     """bf16/fp16 are reduced in float32 and returned in the input dtype, on both sides."""
@@ -223,7 +311,7 @@ def test_low_precision(dtype, rng) -> None:
 @pytest.mark.parametrize(
     ("call", "error"),
     [
-        (lambda m, x: m.vector_norm(x, -1), ValueError),
+        (lambda m, x: m.vector_norm(x[:, :0], -1, -1), ValueError),
         (lambda m, x: m.vector_norm(x, "fro"), ValueError),
         (lambda m, x: m.matrix_norm(x, 3), ValueError),
         (lambda m, x: m.matrix_norm(x[0], "fro"), ValueError),
@@ -236,7 +324,7 @@ def test_low_precision(dtype, rng) -> None:
         (lambda m, x: m.matrix_norm(x[:0], -INF), ValueError),
     ],
     ids=[
-        "negative ord",
+        "negative ord over empty axis",
         "matrix ord",
         "bad matrix ord",
         "vector",

@@ -7,6 +7,8 @@ starts, and must not leak into the other tests).
 * ``vocab_parallel_fused_linear_cross_entropy`` with the weight's columns split over 8
   devices equals ``fused_linear_cross_entropy`` on one device (hidden, weight, bias
   gradients), also on a 2 x 4 mesh with the rows split over ``"data"``;
+* both vocab-parallel losses with every option (a padded vocabulary whose last shards
+  hold no class, probability targets sharded like the weight) equal the one-device loss;
 * a vocabulary that the mesh axis does not divide is refused with an error naming it;
 * ``examples.data_parallel --check --quick`` gives the single-device parameters.
 
@@ -83,6 +85,60 @@ def check_vocab_parallel_fused(mesh: Mesh, h, w, b, y) -> None:
     )
 
 
+def check_every_option(mesh: Mesh, h, w, b, y, rng) -> None:
+    """Both vocab-parallel losses with every option under ``shard_map`` (class and token
+    weights, smoothing, z-loss, soft-capping, 17 classes of 40 so that the last shards
+    hold only padding, the aux outputs; integer and probability targets) equal the
+    single-device fused loss, values and gradients (hidden, weight, bias, probabilities)."""
+    t = rng.uniform(0, 1, (N, V))
+    t /= t.sum(-1, keepdims=True)
+    yc = np.where(y >= 17, 3, y)
+    options = {
+        "weight": np.linspace(0.5, 1.5, 17),
+        "token_weight": rng.uniform(0, 2, N),
+        "label_smoothing": 0.1,
+        "z_loss": 0.05,
+        "softcap": 3.0,
+        "num_valid_classes": 17,
+        "return_aux": True,
+    }
+
+    def scalar(out):
+        loss, aux = out
+        return jnp.sum(loss) + 0.3 * jnp.sum(aux.logsumexp), aux.num_correct
+
+    for name, labels, label_spec in (("labels", yc, P()), ("probabilities", t, P(None, "vocab"))):
+        specs = (P(), P(None, "vocab"), P("vocab"), label_spec)
+
+        @functools.partial(jax.shard_map, mesh=mesh, in_specs=specs, out_specs=(P(), P()))
+        def fused(h, w, b, labels):
+            return scalar(
+                jaxreg.vocab_parallel_fused_linear_cross_entropy(
+                    h, w, labels, axis_name="vocab", bias_shard=b, chunk_size=3, **options
+                )
+            )
+
+        @functools.partial(jax.shard_map, mesh=mesh, in_specs=specs, out_specs=(P(), P()))
+        def logits(h, w, b, labels):
+            z = h @ w + b[None, :]
+            return scalar(
+                jaxreg.vocab_parallel_cross_entropy(z, labels, axis_name="vocab", **options)
+            )
+
+        def whole(h, w, b, labels):
+            return scalar(jaxreg.fused_linear_cross_entropy(h, w, labels, bias=b, **options))
+
+        argnums = (0, 1, 2, 3) if labels.dtype.kind == "f" else (0, 1, 2)
+        grads = [
+            jax.value_and_grad(fn, argnums=argnums, has_aux=True) for fn in (fused, logits, whole)
+        ]
+        got_fused, got_logits, want = jax.jit(lambda *a, gs=grads: [g(*a) for g in gs])(
+            h, w, b, labels
+        )
+        assert_close(f"every option, {name}, fused", got_fused, want)
+        assert_close(f"every option, {name}, logits", got_logits, want)
+
+
 def check_data_and_vocab_parallel(h, w, y) -> None:
     """Rows split over "data" (2), columns over "vocab" (4): per-device sums, then a psum."""
     mesh = Mesh(np.array(jax.devices()).reshape(2, 4), ("data", "vocab"))
@@ -136,6 +192,7 @@ def main() -> None:
     check_vocab_parallel_cross_entropy(mesh, h @ w, y)
     check_vocab_parallel_fused(mesh, h, w, b, y)
     check_data_and_vocab_parallel(h, w, y)
+    check_every_option(mesh, h, w, b, y, rng)
     check_indivisible_vocab_is_refused(mesh, h @ w, y)
     print("all sharded checks passed")
 

@@ -113,6 +113,36 @@ def test_prelu_per_channel_on_last_axis() -> None:
     np.testing.assert_allclose(ja.prelu(x, w[:1]), -0.1 * np.ones((2, 3, 3)))
 
 
+@pytest.mark.parametrize("axis", [1, 0, -2, 2])
+def test_prelu_channel_axis_equals_moveaxis(rng, axis: int) -> None:
+    """``prelu(x, w, axis=a)`` is the channels-last ``prelu`` of ``x`` with axis ``a`` moved
+    last (``axis=1`` is torch's ``F.prelu`` layout), values and gradients (``check_grads``
+    of both arguments, away from the kink)."""
+    x = rng.standard_normal((2, 3, 3, 2))
+    x = np.where(np.abs(x) < 1e-3, 0.5, x)
+    w = rng.uniform(0.05, 0.5, x.shape[axis])
+
+    def moved(x, w):
+        return jnp.moveaxis(ja.prelu(jnp.moveaxis(x, axis, -1), w), -1, axis)
+
+    np.testing.assert_array_equal(ja.prelu(x, w, axis=axis), moved(x, w))
+    check_grads64(lambda x, w: ja.prelu(x, w, axis=axis), (x, w))
+    if axis == 1:
+        expected = np.where(x > 0, x, w[None, :, None, None] * x)
+        np.testing.assert_allclose(ja.prelu(x, w, axis=1), expected, rtol=1e-15)
+
+
+def test_prelu_single_slope_ignores_axis() -> None:
+    """A single slope (scalar or ``[1]``) needs no channel axis: 0-d and 1-D inputs with
+    torch's ``axis=1`` work, as in ``F.prelu``."""
+    np.testing.assert_allclose(ja.prelu(jnp.asarray(-2.0), jnp.array([0.25]), axis=1), -0.5)
+    np.testing.assert_allclose(ja.prelu(jnp.array([-2.0, 3.0]), 0.25, axis=1), [-0.5, 3.0])
+    with pytest.raises(ValueError, match=r"`axis`=3 is out of range"):
+        ja.prelu(jnp.ones((2, 3)), jnp.ones(3), axis=3)
+    with pytest.raises(ValueError, match=r"axis -1 of `x` \(shape \(2, 3, 4\)\).*`axis=1`"):
+        ja.prelu(jnp.ones((2, 3, 4)), jnp.ones(3))  # torch's layout without axis=1
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
 def test_dtype_is_preserved_and_large_inputs_stay_finite(dtype) -> None:
     x = jnp.asarray([-1e4, -1.0, 0.0, 1.0, 1e4], dtype)

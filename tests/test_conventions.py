@@ -250,6 +250,50 @@ def test_xlogy_zero_times_nan_is_nan():
     assert np.isnan(jaxreg.cross_entropy(jnp.array([0.0, 1.0]), jnp.array([jnp.nan, 1.0])))
 
 
+def test_kl_div_zero_target_is_zero_not_nan():
+    """torch's ``F.kl_div`` order: ``p = 0`` contributes 0 also where ``log q = -inf`` (torch:
+    NaN), in both target spaces; a NaN ``log q`` beside it is still NaN."""
+    log_q = jnp.array([-jnp.inf, -1.0])
+    for target, log_target in [(jnp.array([0.0, 1.0]), False), (jnp.array([-jnp.inf, 0.0]), True)]:
+        out = jaxreg.kl_div(log_q, target, reduction="none", log_target=log_target)
+        np.testing.assert_array_equal(out, [0.0, 1.0])
+        nan_q = log_q.at[0].set(jnp.nan)
+        assert np.isnan(jaxreg.kl_div(nan_q, target, reduction="sum", log_target=log_target))
+
+
+# --- negative orders, masked norms --------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_negative_order_norm_with_a_zero_entry(mode, dtype):
+    """``p < 0`` with a zero entry: 0 (torch's and NumPy's value), gradient 0."""
+    x = jnp.array([0.0, 2.0, -3.0], dtype)
+    value, grad = run(mode, jax.value_and_grad(lambda x: jaxreg.vector_norm(x, -1.5)), x)
+    assert float(value) == 0.0 and value.dtype == dtype
+    np.testing.assert_array_equal(grad, 0.0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fully_masked_vector_norm(mode, dtype):
+    """``where`` all False: the norm of no entries, 0 for ``p >= 0`` and ``inf`` (a sum or
+    max over nothing), ``+inf`` for ``-inf`` and ``p < 0``; gradient 0; a NaN there takes
+    no part."""
+    x = jnp.array([[jnp.nan, 2.0], [1.0, 2.0]], dtype)
+    mask = jnp.array([[False, False], [True, True]])
+    for ord, empty in [(2, 0.0), (0.5, 0.0), (jnp.inf, 0.0), (0, 0.0), (-jnp.inf, jnp.inf)]:
+        out = run(mode, lambda x, o=ord: jaxreg.vector_norm(x, o, axis=-1, where=mask), x)
+        assert float(out[0]) == empty and np.isfinite(float(out[1]))
+    out, grad = run(
+        mode,
+        jax.value_and_grad(lambda x: jaxreg.vector_norm(x, -1.5, axis=-1, where=mask)[1]),
+        x,
+    )
+    np.testing.assert_array_equal(grad[0], 0.0)
+    assert float(jaxreg.vector_norm(x, -1.5, axis=-1, where=mask)[0]) == jnp.inf
+
+
 # --- traced rates ------------------------------------------------------------------------
 
 

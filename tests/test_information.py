@@ -30,6 +30,7 @@ from jaxreg import (
     self_information,
     softmax,
 )
+from jaxreg.information import kl_div, xlogy
 from tests.helpers import (
     assert_each,
     assert_finite,
@@ -397,3 +398,147 @@ def test_low_precision(rng, dtype_name):
         "grad logsumexp": (jax.grad(lambda v: jnp.sum(logsumexp(v))), x, softmax_x),
     }
     assert_low_precision(cases, dtype_name)
+
+
+# ----------------------------------------------------------------------------- torch's dtype=
+
+
+@pytest.mark.parametrize("fn", [softmax, log_softmax], ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize(
+    ("low", "high"), [(jnp.bfloat16, jnp.float32), (jnp.float32, jnp.float64)], ids=str
+)
+def test_dtype_casts_before_the_reduction(rng, fn, low, high):
+    """``dtype=`` is torch's: ``fn(x, dtype=d) == fn(x.astype(d))`` exactly, in dtype ``d``,
+    with the gradient of the cast (the upcast one, rounded to ``x``'s dtype)."""
+    x = jnp.asarray(rng.normal(size=(3, 5)) * 4, low)
+    out = fn(x, dtype=high)
+    assert out.dtype == high
+    np.testing.assert_array_equal(out, fn(x.astype(high)))
+    w = jnp.asarray(rng.normal(size=(3, 5)), high)
+    grad = jax.grad(lambda v: jnp.sum(w * fn(v, axis=0, dtype=high)))(x)
+    expected = jax.grad(lambda v: jnp.sum(w * fn(v.astype(high), axis=0)))(x)
+    assert grad.dtype == low
+    np.testing.assert_array_equal(grad, expected)
+    # a downcast too: torch casts first, the result is in the narrower dtype
+    assert fn(jnp.asarray(x, high), dtype=low).dtype == low
+
+
+def test_dtype_must_be_floating():
+    with pytest.raises(TypeError, match="`dtype` must be a real floating dtype"):
+        softmax(jnp.ones(3), dtype=jnp.int32)
+    with pytest.raises(TypeError, match="`dtype` .* static"):
+        jax.jit(lambda d: softmax(jnp.ones(3), dtype=d))(jnp.float32(0))
+
+
+# ----------------------------------------------------------------------------- xlogy
+
+
+def test_xlogy_matches_scipy_and_broadcasts(rng):
+    """Public ``xlogy``: SciPy's values (0·log 0 = 0, x > 0 = y: -inf, y < 0: NaN), torch's
+    broadcasting (Python numbers too), the promoted dtype; gradients never NaN."""
+    x = np.concatenate([[0.0, 0.0, 2.0, 1.5, 0.0], rng.random(5)])
+    y = np.concatenate([[0.0, 3.0, 0.0, -1.0, np.nan], rng.random(5) + 0.1])
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(np.asarray(xlogy(x, y)), sps.xlogy(x, y))
+    np.testing.assert_allclose(xlogy(x[:, None], y[None, 5:]), sps.xlogy(x[:, None], y[5:]))
+    assert xlogy(jnp.ones(2, jnp.float32), 2.0).dtype == jnp.float32
+    np.testing.assert_allclose(xlogy(3.0, jnp.array([1.0, 2.0])), [0.0, 3 * math.log(2)])
+    grads = jax.grad(lambda a, b: jnp.sum(xlogy(a, b)), argnums=(0, 1))(x[:4], y[:4])
+    np.testing.assert_array_equal(grads[0], [0.0, math.log(3.0), 0.0, 0.0])  # ∂x = log y
+    np.testing.assert_array_equal(grads[1], [0.0, 0.0, 0.0, 0.0])  # held where y <= 0
+    check_grads64(xlogy, (x[5:], y[5:]))
+    with pytest.raises(ValueError, match="broadcast"):
+        xlogy(jnp.ones(3), jnp.ones(2))
+
+
+# ----------------------------------------------------------------------------- kl_div
+
+
+def scipy_kl_div(log_q, target, reduction, log_target=False):
+    p = np.exp(target) if log_target else target
+    pointwise = sps.rel_entr(p, np.exp(log_q))
+    return {
+        "none": pointwise,
+        "sum": pointwise.sum(),
+        "mean": pointwise.mean(),
+        "batchmean": pointwise.sum() / pointwise.shape[0],
+    }[reduction]
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean", "batchmean"])
+@pytest.mark.parametrize("log_target", [False, True])
+def test_kl_div_is_torchs_with_scipys_values(rng, reduction, log_target):
+    """torch's ``F.kl_div(log q, p)``: KL(p‖q) pointwise, torch's four reductions
+    (``batchmean`` is the mean of the rows' KL divergences), SciPy's values."""
+    p, q = distributions(rng, (4, 5)), distributions(rng, (4, 5))
+    target = np.log(p) if log_target else p
+    out = kl_div(np.log(q), target, reduction=reduction, log_target=log_target)
+    np.testing.assert_allclose(out, scipy_kl_div(np.log(q), target, reduction, log_target))
+    if reduction == "batchmean":
+        np.testing.assert_allclose(out, np.mean(kl_divergence(p, q)), rtol=1e-14)
+
+
+@pytest.mark.parametrize("log_target", [False, True])
+def test_kl_div_gradients(rng, log_target):
+    """``check_grads`` of the custom derivative (first and second order), interior points."""
+    p, q = distributions(rng, (3, 4)), distributions(rng, (3, 4))
+    target = np.log(p) if log_target else p
+
+    def fn(log_q, t):
+        return kl_div(log_q, t, reduction="none", log_target=log_target)
+
+    check_grads64(fn, (np.log(q), target))
+
+
+def test_kl_div_in_log_space_has_no_round_trip():
+    """``log q = -800`` (``q`` below the smallest float64): exact and finite, no ``exp``."""
+    log_q = np.array([-800.0, np.log(0.5)])
+    p = np.array([0.5, 0.5])
+    expected = 0.5 * (np.log(0.5) + 800.0) + 0.0
+    np.testing.assert_allclose(kl_div(log_q, p, reduction="sum"), expected, rtol=1e-15)
+    np.testing.assert_allclose(
+        kl_div(log_q, np.log(p), reduction="sum", log_target=True), expected, rtol=1e-15
+    )
+
+
+@pytest.mark.parametrize("log_target", [False, True])
+def test_kl_div_zero_target(log_target):
+    """``p = 0`` contributes 0, also where ``log q = -inf`` (torch: NaN), with finite
+    gradients (``-log q`` in ``p``, 0 in ``log q``); ``p > 0 = q`` gives ``+inf``; NaN in
+    either argument gives NaN."""
+    log_q = np.array([-np.inf, np.log(0.25), -np.inf, np.log(0.75)])
+    p = np.array([0.0, 0.0, 0.5, 0.5])
+    target = np.where(p > 0, np.log(np.where(p > 0, p, 1.0)), -np.inf) if log_target else p
+    out = kl_div(log_q, target, reduction="none", log_target=log_target)
+    np.testing.assert_array_equal(out[:3], [0.0, 0.0, np.inf])
+    finite = jnp.array([1.0, 1.0, 0.0, 1.0])
+    grads = jax.grad(
+        lambda a, b: jnp.sum(finite * kl_div(a, b, reduction="none", log_target=log_target)),
+        argnums=(0, 1),
+    )(jnp.asarray(log_q), jnp.asarray(target))
+    assert_finite(grads)
+    np.testing.assert_array_equal(grads[0][:2], 0.0)  # ∂log q = -p
+    if not log_target:
+        np.testing.assert_allclose(grads[1][:2], [0.0, -np.log(0.25)])  # ∂p = -log q at p = 0
+    for nan_in in (0, 1):
+        args = [log_q.copy(), target.copy()]
+        args[nan_in][0] = np.nan
+        assert np.isnan(kl_div(*args, reduction="none", log_target=log_target)[0])
+
+
+def test_kl_div_reductions_of_nothing_and_of_a_scalar():
+    """``mean``/``batchmean`` over no elements are 0 (torch: NaN); a 0-d input is not
+    divided by a batch size (torch)."""
+    for reduction in ("mean", "batchmean", "sum"):
+        assert float(kl_div(jnp.zeros((0, 3)), jnp.zeros((0, 3)), reduction=reduction)) == 0.0
+    out = kl_div(jnp.asarray(np.log(0.25)), jnp.asarray(0.5), reduction="batchmean")
+    np.testing.assert_allclose(out, 0.5 * np.log(2.0))
+
+
+def test_kl_div_errors():
+    with pytest.raises(ValueError, match="`reduction` must be one of"):
+        kl_div(jnp.zeros(2), jnp.zeros(2), reduction="average")
+    with pytest.raises(ValueError, match="same shape"):
+        kl_div(jnp.zeros(2), jnp.zeros(3))
+    with pytest.raises(TypeError, match="same dtype"):
+        kl_div(jnp.zeros(2, jnp.float32), jnp.zeros(2, jnp.float64))

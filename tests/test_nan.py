@@ -99,6 +99,13 @@ def _lin(rng):
     return hidden, weight, np.array([1, -100, 5, 0])
 
 
+def _fused_ignored_rows(inputs):
+    """Rows 1 (label ignored) and 3 (token weight 0) of the hidden features take no part."""
+    mask = np.zeros(np.shape(inputs[0]), bool)
+    mask[[1, 3]] = True
+    return mask
+
+
 def _opt_update(tx: optax.GradientTransformation):
     def call(grads, params):
         updates, _ = tx.update(grads, tx.init(params), params)
@@ -121,6 +128,18 @@ SPECS: dict[str, Spec] = {
     **{
         f"matrix_norm[ord={o}]": Spec(lambda x, o=o: jaxreg.matrix_norm(x, o), _x())
         for o in ("fro", "nuc", 1, -1, 2, -2, np.inf, -np.inf)
+    },
+    **{
+        f"vector_norm[ord={o}]": Spec(lambda x, o=o: jaxreg.vector_norm(x, o), _x())
+        for o in (-0.5, -2.5)
+    },
+    **{
+        f"vector_norm[ord={o}, where]": Spec(
+            lambda x, o=o: jaxreg.vector_norm(x, o, axis=-1, where=_where_mask()),
+            _x(),
+            ignored=_not_where,
+        )
+        for o in (2, 1, 0.5, np.inf, -np.inf, 0, -1.5)
     },
     "global_norm": Spec(jaxreg.global_norm, _tree),
     "l1_norm": Spec(jaxreg.l1_norm, _x()),
@@ -170,6 +189,19 @@ SPECS: dict[str, Spec] = {
         lambda rng: (rng.standard_normal((N, C)), rng.standard_normal((N, C))),
         target=1,
     ),
+    "xlogy[x]": Spec(lambda x, y: jaxreg.xlogy(x, y), _pair_with_zeros),
+    "xlogy[y, x=0]": Spec(lambda x, y: jaxreg.xlogy(x, y), _pair_with_zeros, target=1),
+    "kl_div[log_q, p=0]": Spec(
+        lambda p, q: jaxreg.kl_div(jnp.log(q), p, reduction="none"), _pair_with_zeros, target=1
+    ),
+    "kl_div[target]": Spec(lambda p, q: jaxreg.kl_div(jnp.log(q), p), _pair_with_zeros),
+    "kl_div[log_target]": Spec(
+        lambda p, q: jaxreg.kl_div(jnp.log(q), jnp.log(p), reduction="sum", log_target=True),
+        _pair_with_zeros,
+    ),
+    "softmax[dtype]": Spec(
+        lambda x: jaxreg.softmax(x.astype(jnp.float32), dtype=jnp.float64), _x()
+    ),
     # losses
     "softmax_cross_entropy": Spec(
         lambda x, y: jaxreg.softmax_cross_entropy(x, y, reduction="none"), _labels, ignored=_row1
@@ -213,6 +245,7 @@ SPECS: dict[str, Spec] = {
     "glu": Spec(jaxreg.glu, _x((N, 4))),
     "glu[axis]": Spec(lambda x: jaxreg.glu(x, axis=0), _x((4, 3))),
     "prelu": Spec(lambda x: jaxreg.prelu(x, jnp.full((C,), 0.25)), _x()),
+    "prelu[axis=0]": Spec(lambda x: jaxreg.prelu(x, jnp.full((N,), 0.25), axis=0), _x()),
     "dropout": Spec(
         lambda x: jaxreg.dropout(x, 0.5, key=jax.random.key(0)),
         _x(),
@@ -237,6 +270,59 @@ SPECS: dict[str, Spec] = {
     ),
     "fused_linear_cross_entropy[weight]": Spec(
         lambda h, w, y: jaxreg.fused_linear_cross_entropy(h, w, y), _lin, target=1
+    ),
+    "fused_linear_cross_entropy[options]": Spec(
+        lambda h, w, y: jaxreg.fused_linear_cross_entropy(
+            h,
+            w,
+            y,
+            weight=jnp.linspace(0.5, 2.0, 6),
+            token_weight=jnp.array([1.0, 1, 2, 0]),
+            label_smoothing=0.1,
+            z_loss=0.1,
+            softcap=2.0,
+            chunk_size=4,
+        ),
+        _lin,
+        ignored=_fused_ignored_rows,
+    ),
+    "fused_linear_cross_entropy[padding]": Spec(
+        lambda h, w, y: jaxreg.fused_linear_cross_entropy(
+            h, w, y.clip(max=3), label_smoothing=0.1, num_valid_classes=4, chunk_size=4
+        ),
+        _lin,
+        target=1,
+        ignored=lambda inputs: np.arange(18).reshape(3, 6) % 6 >= 4,
+    ),
+    "fused_linear_cross_entropy[probabilities]": Spec(
+        lambda h, w, t: jaxreg.fused_linear_cross_entropy(
+            h, w, t, token_weight=jnp.array([1.0, 0, 1, 1]), num_valid_classes=5, chunk_size=4
+        ),
+        lambda rng: (*_lin(rng)[:2], _probs(rng, (4, 6))),
+        target=2,
+        ignored=lambda inputs: (
+            (np.arange(24).reshape(4, 6) % 6 == 5) | (np.arange(24).reshape(4, 6) // 6 == 1)
+        ),
+    ),
+    "vocab_parallel_cross_entropy": Spec(
+        lambda z, y: jax.vmap(
+            lambda z: jaxreg.vocab_parallel_cross_entropy(
+                z, y, axis_name="v", label_smoothing=0.1, z_loss=0.1
+            ),
+            axis_name="v",
+        )(jnp.stack([z[:, :3], z[:, 3:]]))[0],
+        lambda rng: (rng.standard_normal((4, 6)), np.array([1, -100, 5, 0])),
+        ignored=_row1,
+    ),
+    "vocab_parallel_fused_linear_cross_entropy": Spec(
+        lambda h, w, y: jax.vmap(
+            lambda w: jaxreg.vocab_parallel_fused_linear_cross_entropy(
+                h, w, y, axis_name="v", label_smoothing=0.1, softcap=2.0
+            ),
+            axis_name="v",
+        )(jnp.stack([w[:, :3], w[:, 3:]]))[0],
+        _lin,
+        ignored=_row1,
     ),
     # optimizers: a NaN gradient gives a NaN update
     "sgd": Spec(_opt_update(jaxreg.sgd(0.1, momentum=0.9, weight_decay=0.1)), _tree_pair),
@@ -319,6 +405,7 @@ NOT_NUMERICAL = {
     "minimize": "tests/test_convergence.py: a NaN run stops, not converged",
     "MinimizeResult": "a container",
     "SolverInfo": "a container",
+    "CrossEntropyAux": "a container",
     "entropy_report": "a dict of the diagnostics above",
     "vocab_parallel_cross_entropy": "tests/test_fused.py (same loss arithmetic as fused)",
     "vocab_parallel_fused_linear_cross_entropy": "tests/test_fused.py",

@@ -13,6 +13,7 @@ from flax import nnx
 
 from jaxreg import nn as jnn
 from jaxreg.activations import silu, tanh
+from jaxreg.init import kaiming_uniform, xavier_uniform
 
 
 def assert_inverted_dropout(x, y, rate: float, *, sigmas: float = 6.0, rtol: float = 1e-6) -> None:
@@ -82,6 +83,89 @@ def test_linear_errors() -> None:
         layer(jnp.ones((2, DIM), jnp.float64))
     with pytest.raises(TypeError, match="`x` must be a floating array"):
         layer(jnp.ones((2, DIM), jnp.int32))
+
+
+# --------------------------------------------------------------------------- flax's dtypes
+
+
+def test_linear_mixed_precision_bf16_compute_float32_master_weights(rng) -> None:
+    """``dtype=bfloat16`` with float32 parameters (the usual mixed-precision set-up): the
+    matmul runs in bf16 on the bf16-rounded weights, the output is bf16, the parameters and
+    their gradients stay float32 — and a float32 input is cast down too, as in flax."""
+    layer = jnn.Linear(DIM, HIDDEN, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    layer.bias[...] = jnp.asarray(rng.standard_normal(HIDDEN), jnp.float32)
+    assert layer.kernel.dtype == layer.bias.dtype == jnp.float32
+    x = jnp.asarray(rng.standard_normal((4, DIM)), jnp.bfloat16)
+    y = layer(x)
+    assert y.dtype == jnp.bfloat16
+    kernel16 = layer.kernel[...].astype(jnp.bfloat16)
+    expected = numpy_linear(x, kernel16, layer.bias[...].astype(jnp.bfloat16))
+    np.testing.assert_allclose(np.asarray(y, np.float64), expected, rtol=2**-7, atol=2**-7)
+    assert layer(x.astype(jnp.float32)).dtype == jnp.bfloat16
+    grads = nnx.grad(lambda m: jnp.sum(m(x).astype(jnp.float32)))(layer)
+    assert grads["kernel"].dtype == grads["bias"].dtype == jnp.float32
+    expected_grad = np.asarray(x, np.float64).sum(0)[:, None] * np.ones(HIDDEN)
+    np.testing.assert_allclose(grads["kernel"][...], expected_grad, rtol=2**-7)
+    np.testing.assert_array_equal(grads["bias"][...], 4.0)
+
+
+def test_linear_promotes_inputs_as_flax(rng) -> None:
+    """``dtype=None``: the input and the parameters are promoted to their common dtype
+    (``flax.nnx.nn.dtypes.promote_dtype``): a bf16 input with float32 parameters computes
+    in float32, as ``nnx.Linear`` does, which the layer used to refuse. Under strict
+    promotion there is no common dtype, and the error names ``dtype=``."""
+    layer = jnn.Linear(DIM, HIDDEN, rngs=nnx.Rngs(0))
+    flax_layer = nnx.Linear(DIM, HIDDEN, rngs=nnx.Rngs(0))
+    flax_layer.kernel[...] = layer.kernel[...]
+    x = jnp.asarray(rng.standard_normal((4, DIM)), jnp.bfloat16)
+    with jax.numpy_dtype_promotion("standard"):
+        y = layer(x)
+        assert y.dtype == jnp.float32 == flax_layer(x).dtype
+        np.testing.assert_array_equal(y, flax_layer(x))
+    with pytest.raises(TypeError, match=r"pass the computation dtype explicitly.*dtype=jnp"):
+        layer(x)
+    half = jnn.Linear(DIM, HIDDEN, dtype=jnp.float32, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    assert half.kernel.dtype == jnp.bfloat16 and half(x).dtype == jnp.float32
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda **kw: jnn.SwiGLUFeedForward(DIM, HIDDEN, rngs=nnx.Rngs(0), **kw),
+        lambda **kw: jnn.MLP([DIM, HIDDEN, DIM], rngs=nnx.Rngs(0), **kw),
+    ],
+    ids=["SwiGLUFeedForward", "MLP"],
+)
+def test_modules_pass_dtypes_and_kernel_init_to_every_layer(build, rng) -> None:
+    model = build(dtype=jnp.bfloat16, param_dtype=jnp.float32, kernel_init=kaiming_uniform())
+    layers = [m for _, m in nnx.iter_graph(model) if isinstance(m, jnn.Linear)]
+    assert layers and all(m.dtype == jnp.bfloat16 for m in layers)
+    assert all(m.kernel.dtype == jnp.float32 for m in layers)
+    for m in layers:  # Kaiming's bound √(6/fan_in), not Xavier's √(6/(fan_in+fan_out))
+        assert np.max(np.abs(m.kernel[...])) <= math.sqrt(6 / m.in_features)
+    model.eval()
+    assert model(jnp.ones((2, DIM), jnp.float32)).dtype == jnp.bfloat16
+
+
+def test_kernel_and_bias_init_are_selectable() -> None:
+    """``kernel_init``/``bias_init`` take any ``init(key, shape, dtype)``:
+    :func:`jaxreg.kaiming_uniform` (He, variance 2/fan_in) or flax's initializers."""
+    layer = jnn.Linear(
+        300,
+        400,
+        kernel_init=kaiming_uniform(),
+        bias_init=jax.nn.initializers.constant(0.5),
+        rngs=nnx.Rngs(0),
+    )
+    kernel = np.asarray(layer.kernel[...])
+    bound = math.sqrt(6 / 300)
+    assert 0.99 * bound < np.max(np.abs(kernel)) <= bound
+    assert abs(np.var(kernel) / (2 / 300) - 1) < 0.03
+    np.testing.assert_array_equal(layer.bias[...], 0.5)
+    # the default is Xavier uniform, drawn from the same key as before this option
+    default = jnn.Linear(300, 400, rngs=nnx.Rngs(0)).kernel[...]
+    expected = xavier_uniform()(nnx.Rngs(0).params(), (300, 400), jnp.float32)
+    np.testing.assert_array_equal(default, expected)
 
 
 # --------------------------------------------------------------------------- SwiGLU

@@ -606,3 +606,130 @@ def test_p_norm_jvp_check_grads(rng):
         return out | {f"global ord={o}": global_norm(t, o) for o in (0.5, 3)}
 
     check_grads64(norms, (x, tree), order=2, jit=True)
+
+
+# ----------------------------------------------------------------------------- negative orders
+
+NEGATIVE_ORDS = [-0.5, -1, -2, -3.5]
+
+
+def test_negative_orders_match_numpy(rng):
+    """``p < 0`` (torch and NumPy allow it): NumPy's values; the exact gradient
+    ``sign(x)·(|x|/‖x‖)^(p-1)``; ``check_grads`` to second order."""
+    x = rng.normal(size=(3, 5))
+    for ord in NEGATIVE_ORDS:
+        np.testing.assert_allclose(
+            vector_norm(x, ord, axis=-1), np.linalg.norm(x, ord, axis=-1), rtol=1e-13
+        )
+        grad = jax.grad(lambda v, ord=ord: vector_norm(v, ord))(x[0])
+        np.testing.assert_allclose(grad, exact_gradient(list(x[0]), ord), rtol=1e-12)
+        check_grads64(lambda v, ord=ord: vector_norm(v, ord, axis=-1), (x,))
+    check_grads64(lambda t: global_norm(t, -1.5), (tree_example(rng),))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_negative_orders_with_zero_or_infinite_entries(mode):
+    """A zero entry gives 0 (torch's and NumPy's value, the limit) with gradient 0; an
+    infinite entry takes no part (``|inf|^p = 0``); all infinite gives ``inf``; a NaN
+    gives NaN, also beside a zero; over an empty axis a negative order raises (torch)."""
+    x = jnp.array(
+        [[0.0, 2.0, -3.0], [np.inf, 2.0, -4.0], [np.inf, -np.inf, np.inf], [0.0, np.nan, 1.0]]
+    )
+    for ord in [-1, -2.5]:
+        value, grad = run(mode, jax.value_and_grad(lambda v, o=ord: vector_norm(v[:3], o)), x[0])
+        assert float(value) == 0.0
+        np.testing.assert_array_equal(grad, 0.0)
+        rows = as64(run(mode, lambda v, o=ord: vector_norm(v, o, axis=-1), x))
+        with np.errstate(divide="ignore"):
+            expected_row1 = np.linalg.norm([2.0, -4.0], ord)
+        np.testing.assert_allclose(rows, [0.0, expected_row1, INF, np.nan], rtol=1e-15)
+        finite = jnp.array([1.0, 1.0, 0.0, 0.0])  # cotangent 0 where the value is not finite
+        grads = run(
+            mode,
+            jax.grad(lambda v, o=ord, f=finite: jnp.sum(f * vector_norm(v, o, axis=-1))),
+            x,
+        )
+        assert_finite(grads[:3])
+        np.testing.assert_array_equal(grads[1, 0], 0.0)
+    with pytest.raises(ValueError, match="`ord`=-1.0 over axis"):
+        vector_norm(jnp.ones((2, 0)), -1, axis=-1)
+
+
+@pytest.mark.parametrize("case", ["huge", "small"])
+@pytest.mark.parametrize("dtype_name", FLOAT_DTYPES)
+def test_negative_orders_over_the_range(dtype_name, case):
+    """Scaled by the smallest magnitude: within 2 ulp of the exact norm, exact gradient, at
+    the top of the range (the sum of powers underflows) and near the bottom (it overflows)."""
+    finfo = jnp.finfo(dtype_name)
+    entries = {
+        "huge": [float(finfo.max) / 4, -float(finfo.max) / 8],
+        "small": [float(finfo.tiny) * 8, -float(finfo.tiny) * 16],
+    }[case]
+    x = jnp.asarray(entries, dtype_name)
+    eps = float(finfo.eps)
+    for ord in [-0.5, -1, -2.5]:
+        value, grad = jax.jit(jax.value_and_grad(lambda v, o=ord: vector_norm(v, o)))(x)
+        assert value.dtype == grad.dtype == jnp.dtype(dtype_name)
+        exact = exact_norm(entries, ord)
+        error = abs(Decimal(float(value)) - exact) / Decimal(ulp(exact, dtype_name))
+        assert error <= 2, f"ord {ord}: {value} is {float(error):.2f} ulp from {float(exact)}"
+        np.testing.assert_allclose(as64(grad), exact_gradient(entries, ord), rtol=4 * eps)
+
+
+# ----------------------------------------------------------------------------- where= masks
+
+MASKED_ORDS = [2, 1, 3, 0.5, INF, -INF, 0, -1, -2.5]
+
+
+@jax.jit
+def masked_norms_and_grads(x: jax.Array, mask: jax.Array) -> dict:
+    out = {}
+    for ord in MASKED_ORDS:
+        norms = vector_norm(x, ord, axis=-1, where=mask)
+        finite = jnp.where(jnp.isfinite(norms), 1.0, 0.0)
+
+        def total(v, o=ord, f=finite):
+            return jnp.sum(f * vector_norm(v, o, -1, where=mask))
+
+        grad = jax.grad(total)(x)
+        out[ord] = (norms, grad)
+    return out
+
+
+def test_where_equals_slicing(rng):
+    """``where`` is ``torch.masked.norm``'s mask: each row's norm and gradient are those of
+    its kept entries (0 gradient elsewhere); a fully masked row is the norm of nothing (0,
+    and ``+inf`` for ``-inf`` and ``p < 0``) with gradient 0; a NaN masked out takes no
+    part."""
+    x = rng.normal(size=(4, 6))
+    mask = rng.random((4, 6)) < 0.6
+    mask[0] = False
+    mask[1:, 0] = True
+    x[~mask & (np.arange(6) % 2 == 0)] = np.nan  # masked out: takes no part
+    got = masked_norms_and_grads(jnp.asarray(x), jnp.asarray(mask))
+    for ord in MASKED_ORDS:
+        norms, grad = (as64(a) for a in got[ord])
+        empty = INF if ord < 0 else 0.0
+        assert norms[0] == empty, (ord, norms[0])
+        np.testing.assert_array_equal(grad[~mask], 0.0)
+        for i in range(1, 4):
+            kept = jnp.asarray(x[i][mask[i]])
+            expected, expected_grad = jax.value_and_grad(lambda v, o=ord: vector_norm(v, o))(kept)
+            np.testing.assert_allclose(norms[i], expected, rtol=1e-14, err_msg=f"ord {ord}")
+            np.testing.assert_allclose(grad[i][mask[i]], expected_grad, rtol=1e-13, atol=1e-300)
+
+
+def test_where_check_grads_broadcasts_and_errors(rng):
+    x = rng.normal(size=(3, 5))
+    mask = np.array([True, False, True, True, False])  # broadcast over the rows
+    for ord in [2, 3, 0.5, -1.5]:
+        check_grads64(lambda v, o=ord: vector_norm(v, o, axis=-1, where=mask), (x,))
+    np.testing.assert_allclose(
+        vector_norm(x, 2, axis=-1, where=mask), np.linalg.norm(x[:, mask], axis=-1), rtol=1e-15
+    )
+    np.testing.assert_allclose(vector_norm(x, 2, where=mask), np.linalg.norm(x[:, mask]))
+    assert float(vector_norm(jnp.ones((2, 0)), 2, axis=-1, where=jnp.ones((2, 0), bool)).sum()) == 0
+    with pytest.raises(ValueError, match="`where` of shape"):
+        vector_norm(x, where=mask[:3])
+    with pytest.raises(TypeError, match="`where` must be a boolean mask"):
+        vector_norm(x, where=mask.astype(float))

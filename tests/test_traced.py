@@ -153,6 +153,17 @@ MATRIX: dict[str, Hyper] = {
         f"{name}.label_smoothing": Hyper(lambda v, name=name: _vocab_parallel(name, v), (0.1, 0.0))
         for name in ("vocab_parallel_cross_entropy", "vocab_parallel_fused_linear_cross_entropy")
     },
+    **{
+        f"{name}.{option}": Hyper(
+            lambda v, name=name, option=option: _fused_option(name, option, v), values
+        )
+        for name in (
+            "fused_linear_cross_entropy",
+            "vocab_parallel_cross_entropy",
+            "vocab_parallel_fused_linear_cross_entropy",
+        )
+        for option, values in (("z_loss", (1e-2, 0.0)), ("softcap", (2.0, 30.0)))
+    },
     "elastic_net.tol": Hyper(lambda v: jaxreg.elastic_net(XR, YR, 0.1, tol=v), (1e-8, 1e-6)),
     "regularization_path.tol": Hyper(
         lambda v: jaxreg.regularization_path(XR, YR, jnp.array([1.0, 0.1]), tol=v), (1e-8, 1e-6)
@@ -179,6 +190,29 @@ def _vocab_parallel(name: str, v: Any) -> jax.Array:
         def fn(w):
             return jaxreg.vocab_parallel_fused_linear_cross_entropy(
                 X[:, :3], w, Y, axis_name="v", label_smoothing=v
+            )
+
+    return jax.vmap(fn, axis_name="v")(shards)[0]
+
+
+def _fused_option(name: str, option: str, v: Any) -> jax.Array:
+    """A fused loss with the numeric option ``option=v`` (the vocab-parallel ones over two
+    shards of 3 classes, simulated with ``vmap``), and label smoothing on."""
+    kwargs = {option: v, "label_smoothing": 0.1}
+    if name == "fused_linear_cross_entropy":
+        return jaxreg.fused_linear_cross_entropy(X[:, :3], X[:3], Y, **kwargs)
+    if name == "vocab_parallel_cross_entropy":
+        shards = jnp.stack([X[:, :3], X[:, 3:]])
+
+        def fn(z):
+            return jaxreg.vocab_parallel_cross_entropy(z, Y, axis_name="v", **kwargs)
+
+    else:
+        shards = jnp.stack([X[:3, :3], X[:3, 3:]])
+
+        def fn(w):
+            return jaxreg.vocab_parallel_fused_linear_cross_entropy(
+                X[:, :3], w, Y, axis_name="v", **kwargs
             )
 
     return jax.vmap(fn, axis_name="v")(shards)[0]
@@ -283,4 +317,5 @@ NUMERIC_NAMES = {
     "gain",
     "negative_slope",
     "l1_ratio",
+    "softcap",
 }

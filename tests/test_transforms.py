@@ -51,6 +51,7 @@ from jaxreg import (
     vector_norm,
     weights_only,
 )
+from jaxreg.information import kl_div, xlogy
 from tests.helpers import FAST_COMPILE, assert_tree_close
 
 #: The public names of the four modules, as listed in DESIGN.md.
@@ -74,6 +75,8 @@ PUBLIC = {
         "kl_divergence",
         "kl_divergence_from_logits",
         "js_divergence",
+        "kl_div",
+        "xlogy",
     ],
     "losses": [
         "softmax_cross_entropy",
@@ -142,6 +145,12 @@ def masked(fn: Callable) -> Callable:
 
 ROWS = [
     Row("norms.vector_norm", lambda x: vector_norm(x, axis=-1), args_of(normal)),
+    Row("norms.vector_norm[ord<0]", lambda x: vector_norm(x, -1.5, axis=-1), args_of(normal)),
+    Row(
+        "norms.vector_norm[where]",
+        lambda x, m: vector_norm(x, 3, axis=-1, where=m),
+        args_of(normal, mask),
+    ),
     Row("norms.matrix_norm", matrix_norm, args_of(normal)),
     Row("norms.matrix_norm[nuc]", lambda x: matrix_norm(x, ord="nuc"), args_of(normal)),
     Row("norms.global_norm", global_norm, args_of(tree)),
@@ -183,6 +192,17 @@ ROWS = [
         args_of(normal, normal),
     ),
     Row("information.js_divergence", js_divergence, args_of(probs, probs)),
+    Row(
+        "information.kl_div",
+        lambda log_q, p: kl_div(log_q, p, reduction="batchmean"),
+        args_of(normal, probs),
+    ),
+    Row(
+        "information.kl_div[log_target]",
+        lambda log_q, log_p: kl_div(log_q, log_p, reduction="none", log_target=True),
+        args_of(normal, normal),
+    ),
+    Row("information.xlogy", xlogy, args_of(probs, probs)),
     Row("losses.softmax_cross_entropy", softmax_cross_entropy, args_of(normal, labels)),
     Row(
         "losses.softmax_cross_entropy[probs]",

@@ -30,12 +30,14 @@ from torch_ref.information import cross_entropy as cross_entropy
 from torch_ref.information import entropy as entropy
 from torch_ref.information import entropy_from_logits as entropy_from_logits
 from torch_ref.information import js_divergence as js_divergence
+from torch_ref.information import kl_div as kl_div
 from torch_ref.information import kl_divergence as kl_divergence
 from torch_ref.information import kl_divergence_from_logits as kl_divergence_from_logits
 from torch_ref.information import log_softmax as log_softmax
 from torch_ref.information import logsumexp as logsumexp
 from torch_ref.information import self_information as self_information
 from torch_ref.information import softmax as softmax
+from torch_ref.information import xlogy as xlogy
 
 # losses
 from torch_ref.losses import binary_cross_entropy_with_logits as binary_cross_entropy_with_logits
@@ -107,6 +109,7 @@ from torch_ref.solvers import ridge as ridge
 from torch_ref.solvers import SolverInfo as SolverInfo
 
 # fused
+from torch_ref.fused import CrossEntropyAux as CrossEntropyAux
 from torch_ref.fused import fused_linear_cross_entropy as fused_linear_cross_entropy
 from torch_ref.fused import vocab_parallel_cross_entropy as vocab_parallel_cross_entropy
 from torch_ref.fused import (

@@ -2,8 +2,8 @@
 
 Built on ``torch.nn.functional``; only ``swish`` with a slope (torch has ``F.silu``
 alone) and ``swiglu`` (no torch function) are written from torch primitives.
-``prelu`` takes its channels on the *last* axis, like jaxreg; torch's ``F.prelu``
-wants them on dim 1, so the axis is moved here.
+``prelu`` takes its channels on ``axis`` (the *last* one by default, like jaxreg);
+torch's ``F.prelu`` wants them on dim 1, so the axis is moved here.
 """
 
 from __future__ import annotations
@@ -56,21 +56,25 @@ def leaky_relu(x: torch.Tensor, negative_slope: float = 0.01) -> torch.Tensor:
     return F.leaky_relu(x, float(negative_slope))
 
 
-def prelu(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Mirrors :func:`jaxreg.activations.prelu`: channels on the last axis of ``x``.
+def prelu(x: torch.Tensor, weight: torch.Tensor, axis: int = -1) -> torch.Tensor:
+    """Mirrors :func:`jaxreg.activations.prelu`: channels on ``axis`` of ``x`` (default last).
 
-    ``F.prelu`` reads the channels from dim 1, so ``x`` is viewed as ``[N, C]``
-    (every leading axis flattened) for a per-channel ``weight``.
+    ``F.prelu`` reads the channels from dim 1, so for a per-channel ``weight`` the
+    channel axis is moved there (``axis=1`` is ``F.prelu`` itself); a 1-D ``x`` is
+    viewed as ``[1, C]``.
 
     Args:
-      x: ``[..., C]``.
+      x: ``[..., C, ...]`` with the channels on ``axis``.
       weight: a scalar, shape ``[1]`` or ``[C]``.
+      axis: the channel axis of ``x``.
     """
     weight = torch.as_tensor(weight, dtype=x.dtype, device=x.device)
     if weight.numel() == 1:
         return F.prelu(x, weight.reshape(1))
-    channels = x.shape[-1]
-    return F.prelu(x.reshape(-1, channels), weight.reshape(channels)).reshape(x.shape)
+    if x.ndim == 1:
+        return F.prelu(x.reshape(1, -1), weight.reshape(-1)).reshape(x.shape)
+    moved = x.movedim(axis, 1)
+    return F.prelu(moved, weight.reshape(-1)).movedim(1, axis)
 
 
 def elu(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:

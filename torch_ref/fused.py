@@ -1,11 +1,17 @@
-"""PyTorch twin of :mod:`jaxreg.fused`: chunked linear cross-entropy and vocab-parallel CE.
+"""PyTorch twin of :mod:`jaxreg.fused`: linear cross-entropy and vocab-parallel CE.
 
-torch has no fused linear cross-entropy, so :func:`fused_linear_cross_entropy` is built
-from torch primitives: a ``torch.autograd.Function`` that walks over the vocabulary in
-chunks with an online logsumexp, saves only the per-row logsumexp, and recomputes each
-chunk's logits in the backward pass. Its value and gradients equal
-``F.cross_entropy(hidden @ weight + bias, labels, ...)`` (with jaxreg's conventions: every
-label ignored gives 0 with gradient 0, bf16/fp16 reduced in float32).
+:func:`fused_linear_cross_entropy` is torch 2.13's own ``F.linear_cross_entropy`` wherever
+torch supports the options (class ``weight``, ``ignore_index``, label smoothing,
+probability targets, bias): its chunked path (``options=LinearCrossEntropyOptions()``,
+batch chunks, no ``[N, V]`` logits) for integer targets without smoothing, its reference
+path otherwise (torch falls back to full logits there too). torch has no z-loss, no
+soft-capping, no token weights, no padded vocabulary and no auxiliary outputs: with any
+of them the loss is the straightforward one, full logits and then the formula, the
+same arithmetic as jaxreg's (per-row statistics, then the reduction).
+
+jaxreg's conventions are kept: every label ignored gives 0 with gradient 0 (torch:
+NaN), bf16/fp16 inputs are multiplied and reduced in float32 and the loss returned in
+``out_dtype`` (default: ``hidden``'s dtype).
 
 The vocab-parallel functions use ``torch.distributed`` as Megatron-LM does: one
 all-reduce of the row maxima (``MAX``) and one of the stacked sums (``SUM``). Their
@@ -15,44 +21,82 @@ mesh axis; without an initialized process group they run as a single shard.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 
 from torch_ref import _numerics
 
 __all__ = [
+    "CrossEntropyAux",
     "fused_linear_cross_entropy",
     "vocab_parallel_cross_entropy",
     "vocab_parallel_fused_linear_cross_entropy",
 ]
 
-_REDUCTIONS = ("none", "mean", "sum")
-# The same defaults as jaxreg: about this many logits per chunk (cache-sized on a CPU,
-# larger on an accelerator), a multiple of 128.
-_CHUNK_ELEMENTS = {"cpu": 2**20}
-_CHUNK_ELEMENTS_ACCELERATOR = 2**23
-_CHUNK_MULTIPLE = 128
+
+class CrossEntropyAux(NamedTuple):
+    """Mirror of :class:`jaxreg.fused.CrossEntropyAux`: per-token logsumexp, the z-loss
+    term (reduced like the loss), and the ``int32`` count of correct argmax predictions."""
+
+    logsumexp: torch.Tensor
+    z_loss: torch.Tensor
+    num_correct: torch.Tensor
 
 
-# --- checks ---------------------------------------------------------------------------
+class _Options(NamedTuple):
+    ignore_index: int
+    label_smoothing: float
+    z_loss: float
+    softcap: float | None
+    num_valid_classes: int | None
+    reduction: str
+    return_aux: bool
+    out_dtype: torch.dtype
 
 
-def _check_options(ignore_index: int, label_smoothing: float, reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"`reduction` must be one of {_REDUCTIONS}, got {reduction!r}.")
-    if not 0.0 <= float(label_smoothing) <= 1.0:
-        raise ValueError(f"`label_smoothing` must lie in [0, 1], got {float(label_smoothing)}.")
-    if not isinstance(ignore_index, int):
-        raise TypeError(f"`ignore_index` must be a Python int, got {type(ignore_index).__name__}.")
+# --- checks (jaxreg's messages) -------------------------------------------------------
 
 
-def _check_labels(labels: Any, batch_shape: torch.Size, what: str) -> torch.Tensor:
+def _check_options(dtype: torch.dtype, **kw: Any) -> _Options:
+    _numerics.check_reduction(kw["reduction"])
+    _numerics.check_in_unit_interval(kw["label_smoothing"], "label_smoothing")
+    _numerics.check_nonnegative(kw["z_loss"], "z_loss")
+    if not isinstance(kw["ignore_index"], int):
+        raise TypeError(f"`ignore_index` must be a Python int, got {kw['ignore_index']!r}.")
+    if kw["softcap"] is not None and not float(kw["softcap"]) > 0:
+        raise ValueError(f"`softcap` must be positive (or None: no cap), got {kw['softcap']}.")
+    valid = kw["num_valid_classes"]
+    if valid is not None and (not isinstance(valid, int) or valid < 1):
+        raise ValueError(f"`num_valid_classes` must be a positive int or None, got {valid!r}.")
+    out_dtype = dtype if kw["out_dtype"] is None else kw["out_dtype"]
+    if not out_dtype.is_floating_point:
+        raise TypeError(f"`out_dtype` must be a floating dtype, got {out_dtype}.")
+    return _Options(
+        kw["ignore_index"],
+        float(kw["label_smoothing"]),
+        float(kw["z_loss"]),
+        None if kw["softcap"] is None else float(kw["softcap"]),
+        valid,
+        kw["reduction"],
+        bool(kw["return_aux"]),
+        out_dtype,
+    )
+
+
+def _check_targets(labels: Any, batch_shape: torch.Size, columns: int, what: str) -> torch.Tensor:
     labels = torch.as_tensor(labels)
-    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
-        raise TypeError(
-            f"`labels` must be an integer array of class ids, got dtype {labels.dtype}."
-        )
+    if labels.is_floating_point():
+        if labels.shape != (*batch_shape, columns):
+            raise ValueError(
+                f"floating `labels` are probabilities and must have shape "
+                f"{(*batch_shape, columns)}, one per column of `{what}`, got "
+                f"{tuple(labels.shape)}."
+            )
+        return labels
+    if labels.dtype == torch.bool or labels.is_complex():
+        raise TypeError(f"`labels` must be an integer array of class ids, got {labels.dtype}.")
     if labels.shape != batch_shape:
         raise ValueError(
             f"`labels` must have the batch shape of `{what}`, {tuple(batch_shape)}, got "
@@ -62,9 +106,8 @@ def _check_labels(labels: Any, batch_shape: torch.Size, what: str) -> torch.Tens
 
 
 def _check_linear(
-    hidden: Any, weight: Any, bias: Any, labels: Any, names: tuple[str, str]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """The same checks and messages as jaxreg's."""
+    hidden: Any, weight: Any, bias: Any, names: tuple[str, str]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     w_name, b_name = names
     hidden = _numerics.as_float_array(hidden, "hidden")
     weight = _numerics.as_float_array(weight, w_name)
@@ -80,7 +123,6 @@ def _check_linear(
             f"`{w_name}` has shape {tuple(weight.shape)}; it must be (D, V) = (in_features, "
             f"vocab). A torch nn.Linear weight is (V, D): pass its transpose."
         )
-    labels = _check_labels(labels, hidden.shape[:-1], "hidden")
     dtypes = {"hidden": hidden.dtype, w_name: weight.dtype}
     if bias is not None:
         bias = _numerics.as_float_array(bias, b_name)
@@ -93,121 +135,33 @@ def _check_linear(
     if len(set(dtypes.values())) > 1:
         named = ", ".join(f"`{n}` {d}" for n, d in dtypes.items())
         raise TypeError(f"{named}: these must share one dtype; cast them to one.")
-    return hidden, weight, bias, labels
+    return hidden, weight, bias
 
 
-def _chunk_size(chunk_size: int | None, hidden: torch.Tensor, vocab: int) -> int:
-    if chunk_size is None:
-        elements = _CHUNK_ELEMENTS.get(hidden.device.type, _CHUNK_ELEMENTS_ACCELERATOR)
-        chunk_size = elements // max(hidden.shape[0], 1)
-        chunk_size = max(_CHUNK_MULTIPLE, chunk_size // _CHUNK_MULTIPLE * _CHUNK_MULTIPLE)
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"`chunk_size` must be a positive int or None, got {chunk_size!r}.")
-    return min(chunk_size, vocab)
+def _check_row_weights(weight: Any, token_weight: Any, classes: int, batch_shape: torch.Size):
+    if weight is not None:
+        weight = _numerics.as_float_array(weight, "weight")
+        if weight.shape != (classes,):
+            raise ValueError(
+                f"`weight` (class weights) must have shape ({classes},), one per class, got "
+                f"{tuple(weight.shape)}."
+            )
+    if token_weight is not None:
+        token_weight = _numerics.as_float_array(token_weight, "token_weight")
+        if token_weight.shape != batch_shape:
+            raise ValueError(
+                f"`token_weight` must have the batch shape {tuple(batch_shape)}, one weight "
+                f"per token, got {tuple(token_weight.shape)}."
+            )
+    return weight, token_weight
 
 
-# --- the chunked kernel ---------------------------------------------------------------
-
-
-def _chunk_logits(
-    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, start: int, stop: int
-) -> torch.Tensor:
-    """``hidden @ weight[:, start:stop] + bias[start:stop]`` in the compute dtype."""
-    acc = hidden.dtype
-    logits = hidden @ weight[:, start:stop].to(acc)
-    if bias is not None:
-        logits = logits + bias[start:stop].to(acc)
-    return logits
-
-
-def _hits(labels: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """``[N, stop - start]`` mask of each row's label column inside the chunk."""
-    cols = torch.arange(start, stop, device=labels.device)
-    return cols[None, :] == labels[:, None]
-
-
-class _ChunkedStats(torch.autograd.Function):
-    """Per row of ``z = hidden @ weight + bias``: ``(logsumexp(z), z[label], sum(z))``.
-
-    ``z[label]`` is 0 for labels that are no column of ``weight``; ``sum(z)`` is only
-    computed when ``with_sum``. Mirrors jaxreg's ``_chunked_stats``.
-    """
-
-    @staticmethod
-    def forward(ctx, hidden, weight, bias, labels, chunk_size, with_sum):
-        acc = _numerics.compute_dtype(hidden.dtype)
-        h = hidden.to(acc)
-        n, vocab = h.shape[0], weight.shape[1]
-        m = torch.full((n,), -torch.inf, dtype=acc, device=h.device)
-        s = torch.zeros_like(m)
-        z_label = torch.zeros_like(m)
-        z_sum = torch.zeros_like(m)
-        for start in range(0, vocab, chunk_size):
-            stop = min(start + chunk_size, vocab)
-            logits = _chunk_logits(h, weight, bias, start, stop)
-            m_new = torch.maximum(m, logits.amax(dim=1))
-            # Rescale the old sum to the new maximum: exp(m - m_new) <= 1.
-            s = s * torch.exp(m - m_new) + torch.exp(logits - m_new[:, None]).sum(dim=1)
-            m = m_new
-            z_label = z_label + torch.where(_hits(labels, start, stop), logits, 0.0).sum(dim=1)
-            if with_sum:
-                z_sum = z_sum + logits.sum(dim=1)
-        lse = m + torch.log(s)
-        ctx.save_for_backward(hidden, weight, bias, labels, lse)
-        ctx.chunk_size, ctx.with_sum = chunk_size, with_sum
-        return lse, z_label, z_sum
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, g_lse, g_label, g_sum):
-        hidden, weight, bias, labels, lse = ctx.saved_tensors
-        acc = lse.dtype
-        h = hidden.to(acc)
-        vocab = weight.shape[1]
-        g_lse, g_label, g_sum = (g.to(acc)[:, None] for g in (g_lse, g_label, g_sum))
-        d_hidden = torch.zeros_like(h)
-        d_weight = torch.zeros_like(weight)
-        d_bias = None if bias is None else torch.zeros_like(bias)
-        for start in range(0, vocab, ctx.chunk_size):
-            stop = min(start + ctx.chunk_size, vocab)
-            logits = _chunk_logits(h, weight, bias, start, stop)
-            # d logsumexp / dz = softmax, d z[label] / dz = onehot, d sum(z) / dz = 1.
-            d_logits = g_lse * torch.exp(logits - lse[:, None])
-            d_logits = d_logits + torch.where(_hits(labels, start, stop), g_label, 0.0)
-            if ctx.with_sum:
-                d_logits = d_logits + g_sum
-            d_weight[:, start:stop] = (h.T @ d_logits).to(weight.dtype)
-            d_hidden += d_logits @ weight[:, start:stop].to(acc).T
-            if d_bias is not None:
-                d_bias[start:stop] = d_logits.sum(dim=0).to(bias.dtype)
-        return d_hidden.to(hidden.dtype), d_weight, d_bias, None, None, None
-
-
-def _loss_from_stats(
-    stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    labels: torch.Tensor,
-    num_classes: int,
-    ignore_index: int,
-    label_smoothing: float,
-    reduction: str,
-    dtype: torch.dtype,
-) -> torch.Tensor:
-    """Torch's cross-entropy from the per-row statistics (jaxreg's ``_loss_from_stats``)."""
-    lse, z_label, z_sum = stats
-    valid = labels != ignore_index
-    # jaxreg's error for concrete labels (traced ones give NaN rows there).
-    _numerics.check_class_ids(labels, num_classes, ignore_index)
-    eps = float(label_smoothing)
-    loss = lse - (1.0 - eps) * z_label
-    if eps:
-        loss = loss - (eps / num_classes) * z_sum
-    rows = torch.where(valid, loss, 0.0)
-    if reduction == "sum":
-        rows = rows.sum()
-    elif reduction == "mean":
-        # Every label ignored: 0 with gradient 0 (F.cross_entropy gives NaN).
-        rows = rows.sum() / valid.sum().clamp(min=1).to(rows.dtype)
-    return rows.to(dtype)
+def _check_soft_options(labels: torch.Tensor, ignore_index: int) -> None:
+    if labels.is_floating_point() and ignore_index != -100:
+        raise ValueError(
+            "`ignore_index` is not supported with probability labels (as in torch); give "
+            "the rows to skip a `token_weight` of 0 instead, or use integer labels."
+        )
 
 
 # --- torch.distributed ----------------------------------------------------------------
@@ -238,8 +192,7 @@ class _CopyToShards(torch.autograd.Function):
 
 
 class _SumOverShards(torch.autograd.Function):
-    """All-reduce (sum) forward, identity backward (Megatron's ``g`` operator): the sum is
-    the same on every shard, and each shard's gradient of it is its own cotangent."""
+    """All-reduce (sum) forward, identity backward (Megatron's ``g`` operator)."""
 
     @staticmethod
     def forward(ctx, x, group):
@@ -252,87 +205,241 @@ class _SumOverShards(torch.autograd.Function):
         return grad, None
 
 
-def _combine_shards(
-    stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor], group: Any, with_sum: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The full-vocabulary statistics from each shard's: one MAX and one SUM all-reduce."""
-    lse, z_label, z_sum = stats
-    # The shift cancels in the logsumexp, so it needs no gradient.
-    m = lse.detach().clone()
-    torch.distributed.all_reduce(m, op=torch.distributed.ReduceOp.MAX, group=group)
-    parts = [torch.exp(lse - m), z_label] + ([z_sum] if with_sum else [])
-    total = _SumOverShards.apply(torch.stack(parts), group)
-    return m + torch.log(total[0]), total[1], total[2] if with_sum else z_sum
+def _all_reduce(x: torch.Tensor, op: Any, group: Any) -> torch.Tensor:
+    x = x.detach().clone()
+    torch.distributed.all_reduce(x, op=op, group=group)
+    return x
+
+
+# --- the loss from per-row statistics (jaxreg's arithmetic) ---------------------------
+
+
+def _local_stats(z, labels, target, u, opts, limit, with_sum):
+    """``(lse, picked, wsum, max, argmax)`` of this shard's logits ``z [N, V/n]`` over its
+    class columns (``limit``: how many; None: all), with autograd."""
+    s = z if opts.softcap is None else opts.softcap * torch.tanh(z / opts.softcap)
+    cols = torch.arange(z.shape[1], device=z.device)
+    counted = None if limit is None else (cols < limit)[None, :]
+    masked = s if counted is None else s.masked_fill(~counted, -torch.inf)
+    if counted is not None and not bool(counted.any()):
+        # A shard of padding: lse -inf, no gradient (logsumexp's would be NaN).
+        lse = torch.full_like(s[:, 0], -torch.inf).detach()
+    else:
+        lse = torch.logsumexp(masked, dim=1)
+    if labels is not None:
+        picked = torch.where(cols[None, :] == labels[:, None], s, 0.0).sum(dim=1)
+    else:
+        q = target.to(s.dtype) if u is None else target.to(s.dtype) * u
+        qs = q * torch.where((q == 0) & (s == -torch.inf), 0.0, s)
+        picked = (qs if counted is None else torch.where(counted, qs, 0.0)).sum(dim=1)
+    wsum = None
+    if with_sum:
+        us = s if u is None else u * s
+        wsum = (us if counted is None else torch.where(counted, us, 0.0)).sum(dim=1)
+    top, first = masked.detach().max(dim=1)
+    return lse, picked, wsum, top, first
+
+
+def _rows(lse, picked, wsum, labels, mass, weight, token_weight, opts, classes):
+    """``(loss, z-loss term, valid rows)`` reduced: jaxreg's ``_rows``."""
+    eps = opts.label_smoothing
+    if labels is None:
+        valid = torch.ones_like(lse, dtype=torch.bool)
+        base, row_weight = lse * mass - picked, torch.ones_like(lse)
+    else:
+        valid = labels != opts.ignore_index
+        safe = torch.where(valid, labels, 0)
+        row_weight = torch.ones_like(lse) if weight is None else weight.to(lse.dtype)[safe]
+        base = row_weight * (lse - picked)
+    loss = (1.0 - eps) * base
+    if eps:
+        total = float(classes) if weight is None else weight.to(lse.dtype).sum()
+        loss = loss + (eps / classes) * (total * lse - wsum)
+    token = torch.ones_like(lse)
+    if token_weight is not None:
+        token = token_weight.reshape(lse.shape).to(lse.dtype)
+        valid = valid & (token != 0)
+        loss, row_weight = token * loss, token * row_weight
+    loss = torch.where(valid, loss, 0.0)
+    z_term = torch.zeros_like(lse)
+    if opts.z_loss:
+        z_term = torch.where(valid, opts.z_loss * token * lse * lse, 0.0)
+    if opts.reduction == "sum":
+        loss, z_term = loss.sum(), z_term.sum()
+    elif opts.reduction == "mean":
+        if bool(valid.any()):  # else 0 with gradient 0 (torch: 0/0 = NaN)
+            loss = loss.sum() / torch.where(valid, row_weight, 0.0).sum()
+            z_term = z_term.sum() / torch.where(valid, token, 0.0).sum()
+        else:
+            loss, z_term = loss.sum() * 0.0, z_term.sum() * 0.0
+    return loss + z_term, z_term, valid
+
+
+def _head_loss(z, labels, weight, token_weight, opts, batch_shape, group, sharded):
+    """The loss (and aux) from this shard's logits ``z [N, V/n]``: statistics, combined
+    over the process group when there is one, then jaxreg's arithmetic."""
+    rank, shards = _group_rank_and_size(group) if sharded else (0, 1)
+    local = z.shape[1]
+    offset, total = rank * local, local * shards
+    classes = total if opts.num_valid_classes is None else opts.num_valid_classes
+    if classes > total:
+        raise ValueError(f"`num_valid_classes`={classes} exceeds the {total} columns.")
+    weight, token_weight = _check_row_weights(weight, token_weight, classes, batch_shape)
+    n = z.shape[0]
+    soft = labels.is_floating_point()
+    labels = labels.reshape(n, -1) if soft else labels.reshape(n)
+    if not soft:
+        _numerics.check_class_ids(labels, classes, opts.ignore_index)
+    limit = None if classes == total else classes - offset
+    u = None
+    if weight is not None:
+        u = torch.cat([weight.to(z.dtype), weight.new_zeros(total - classes, dtype=z.dtype)])
+        u = u[offset : offset + local][None, :]
+    local_labels = None if soft else labels - offset
+    smoothing = opts.label_smoothing != 0
+    lse, picked, wsum, top, first = _local_stats(
+        z,
+        local_labels,
+        labels if soft else None,
+        u if (smoothing or soft) else None,
+        opts,
+        limit,
+        smoothing,
+    )
+    first = first + offset
+    mass = None
+    if soft:
+        t = labels.to(z.dtype) if u is None else labels.to(z.dtype) * u
+        cols = torch.arange(local, device=z.device)[None, :]
+        mass = (t if limit is None else torch.where(cols < limit, t, 0.0)).sum(dim=1)
+    if shards > 1:
+        dist = torch.distributed
+        m = _all_reduce(lse, dist.ReduceOp.MAX, group)
+        parts = [torch.exp(lse - m), picked] + [x for x in (mass, wsum) if x is not None]
+        summed = _SumOverShards.apply(torch.stack(parts), group)
+        lse, picked = m + torch.log(summed[0]), summed[1]
+        rest = list(summed[2:])
+        mass = rest.pop(0) if mass is not None else None
+        wsum = rest.pop(0) if wsum is not None else None
+        best = _all_reduce(top, dist.ReduceOp.MAX, group)
+        first = _all_reduce(
+            torch.where(top == best, first, torch.iinfo(torch.int64).max), dist.ReduceOp.MIN, group
+        )
+    loss, z_term, valid = _rows(
+        lse, picked, wsum, None if soft else labels, mass, weight, token_weight, opts, classes
+    )
+    if opts.reduction == "none":
+        loss, z_term = loss.reshape(batch_shape), z_term.reshape(batch_shape)
+    loss = loss.to(opts.out_dtype)
+    if not opts.return_aux:
+        return loss
+    answer = labels
+    if soft:
+        # (single shard: the target's argmax over the classes)
+        answer = (
+            labels[:, :classes].argmax(dim=1)
+            if shards == 1
+            else _soft_answer(labels, limit, offset, group)
+        )
+    correct = (valid & (first == answer)).sum().to(torch.int32)
+    aux = CrossEntropyAux(
+        lse.reshape(batch_shape).to(opts.out_dtype), z_term.to(opts.out_dtype), correct
+    )
+    return loss, aux
+
+
+def _soft_answer(target, limit, offset, group):
+    """The global argmax of a sharded probability target."""
+    dist = torch.distributed
+    cols = torch.arange(target.shape[1], device=target.device)[None, :]
+    t = target if limit is None else target.masked_fill(cols >= limit, -torch.inf)
+    top, first = t.max(dim=1)
+    best = _all_reduce(top, dist.ReduceOp.MAX, group)
+    index = torch.where(top == best, first + offset, torch.iinfo(torch.int64).max)
+    return _all_reduce(index, dist.ReduceOp.MIN, group)
+
+
+def _torch_supports(opts: _Options, token_weight: Any) -> bool:
+    """Whether ``F.linear_cross_entropy`` has every option asked for."""
+    return (
+        token_weight is None
+        and opts.z_loss == 0
+        and opts.softcap is None
+        and opts.num_valid_classes is None
+        and not opts.return_aux
+    )
+
+
+def _f_linear_cross_entropy(hidden, linear_weight, labels, bias, weight, opts):
+    """torch's own ``F.linear_cross_entropy`` in the compute dtype; its chunked path where
+    it has one (integer targets, no smoothing)."""
+    acc = _numerics.compute_dtype(hidden.dtype)
+    batch_shape = hidden.shape[:-1]
+    h = hidden.reshape(-1, hidden.shape[-1]).to(acc)
+    soft = labels.is_floating_point()
+    y = labels.reshape(h.shape[0], -1).to(acc) if soft else labels.reshape(-1)
+    if not soft:
+        _numerics.check_class_ids(y, linear_weight.shape[1], opts.ignore_index)
+    chunked = not soft and opts.label_smoothing == 0
+    options = torch.nn.LinearCrossEntropyOptions() if chunked else None
+
+    def loss(reduction):
+        return F.linear_cross_entropy(
+            h,
+            linear_weight.to(acc).T,
+            y,
+            linear_bias=None if bias is None else bias.to(acc),
+            weight=None if weight is None else weight.to(acc),
+            reduction=reduction,
+            ignore_index=None if soft else opts.ignore_index,
+            label_smoothing=opts.label_smoothing,
+            options=options,
+        )
+
+    no_rows = (h.shape[0] == 0) if soft else not bool((y != opts.ignore_index).any())
+    if opts.reduction == "mean" and no_rows:
+        out = loss("sum") * 0.0  # every target ignored: 0 with gradient 0 (torch: NaN)
+    else:
+        out = loss(opts.reduction)
+    out = out.reshape(batch_shape) if opts.reduction == "none" else out
+    return out.to(opts.out_dtype)
 
 
 # --- public ---------------------------------------------------------------------------
 
 
-def _fused(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    labels: torch.Tensor,
-    bias: torch.Tensor | None,
-    *,
-    ignore_index: int,
-    label_smoothing: float,
-    reduction: str,
-    chunk_size: int | None,
-    group: Any,
-    sharded: bool,
-) -> torch.Tensor:
-    batch_shape = labels.shape
-    hidden = hidden.reshape(-1, hidden.shape[-1])
-    labels = labels.reshape(-1)
-    vocab = weight.shape[1]
-    size = _chunk_size(chunk_size, hidden, vocab)
-    with_sum = bool(label_smoothing)
-    rank, shards = _group_rank_and_size(group) if sharded else (0, 1)
-    if shards > 1:
-        hidden = _CopyToShards.apply(hidden, group)
-    stats = _ChunkedStats.apply(hidden, weight, bias, labels - rank * vocab, size, with_sum)
-    if shards > 1:
-        stats = _combine_shards(stats, group, with_sum)
-    out = _loss_from_stats(
-        stats, labels, vocab * shards, ignore_index, label_smoothing, reduction, hidden.dtype
-    )
-    return out.reshape(batch_shape) if reduction == "none" else out
-
-
 def fused_linear_cross_entropy(
     hidden: torch.Tensor,
-    weight: torch.Tensor,
+    linear_weight: torch.Tensor,
     labels: torch.Tensor,
     *,
     bias: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+    token_weight: torch.Tensor | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    num_valid_classes: int | None = None,
     reduction: str = "mean",
+    return_aux: bool = False,
+    out_dtype: torch.dtype | None = None,
     chunk_size: int | None = None,
-) -> torch.Tensor:
-    r"""Cross-entropy of ``hidden @ weight + bias`` without the ``[N, V]`` logits.
+) -> Any:
+    r"""Cross-entropy of ``hidden @ linear_weight + bias``: torch's ``F.linear_cross_entropy``.
 
-    Mirrors :func:`jaxreg.fused_linear_cross_entropy`; equals
-    ``F.cross_entropy(hidden @ weight + bias, labels, ignore_index=..., label_smoothing=...,
-    reduction=...)`` with jaxreg's conventions (every label ignored: 0, not NaN).
+    Mirrors :func:`jaxreg.fused_linear_cross_entropy`, same arguments (``linear_weight``
+    is ``(D, V)``, the transpose of torch's). With only the options torch has it calls
+    ``F.linear_cross_entropy`` (chunked for integer targets without smoothing); otherwise
+    the full logits and jaxreg's formula:
 
     .. math::
-        \ell_i = \log\sum_{j} e^{z_{ij}} - (1-\varepsilon)\, z_{i y_i}
-                 - \frac{\varepsilon}{V}\sum_j z_{ij},
-        \qquad z_i = W^\top h_i + b.
+        \ell_i = \tau_i\Big[(1-\varepsilon)\, w_{y}\,(L_i - s_{iy})
+                 + \frac{\varepsilon}{C}\sum_{c<C} w_c\,(L_i - s_{ic})\Big]
+                 + \zeta\,\tau_i L_i^2.
 
-    Args:
-      hidden: ``[..., D]`` features.
-      weight: ``(D, V)``, ``(in_features, vocab)``: the transpose of an ``nn.Linear``
-        weight.
-      labels: ``[...]`` integer class ids or ``ignore_index``.
-      bias: optional ``(V,)``.
-      ignore_index, label_smoothing, reduction: as in ``F.cross_entropy``.
-      chunk_size: vocab columns per step (``None``: about ``2**20`` logits per chunk on a
-        CPU, ``2**23`` on a GPU).
-
-    Returns:
-      The loss in ``hidden``'s dtype: a scalar, or ``[...]`` for ``reduction="none"``.
+    ``chunk_size`` is accepted for jaxreg's signature and not used (torch chooses its
+    batch chunks). Every label ignored gives 0 with gradient 0 (torch: NaN).
 
     Example:
       >>> hidden = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
@@ -341,20 +448,29 @@ def fused_linear_cross_entropy(
       >>> print(round(loss.item(), 4))
       0.357
     """
-    hidden, weight, bias, labels = _check_linear(hidden, weight, bias, labels, ("weight", "bias"))
-    _check_options(ignore_index, label_smoothing, reduction)
-    return _fused(
-        hidden,
-        weight,
-        labels,
-        bias,
+    hidden, linear_weight, bias = _check_linear(
+        hidden, linear_weight, bias, ("linear_weight", "bias")
+    )
+    opts = _check_options(
+        hidden.dtype,
         ignore_index=ignore_index,
         label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        softcap=softcap,
+        num_valid_classes=num_valid_classes,
         reduction=reduction,
-        chunk_size=chunk_size,
-        group=None,
-        sharded=False,
+        return_aux=return_aux,
+        out_dtype=out_dtype,
     )
+    labels = _check_targets(labels, hidden.shape[:-1], linear_weight.shape[1], "hidden")
+    _check_soft_options(labels, ignore_index)
+    if _torch_supports(opts, token_weight):
+        weight, _ = _check_row_weights(weight, None, linear_weight.shape[1], hidden.shape[:-1])
+        return _f_linear_cross_entropy(hidden, linear_weight, labels, bias, weight, opts)
+    acc = _numerics.compute_dtype(hidden.dtype)
+    z = hidden.reshape(-1, hidden.shape[-1]).to(acc) @ linear_weight.to(acc)
+    z = z if bias is None else z + bias.to(acc)
+    return _head_loss(z, labels, weight, token_weight, opts, hidden.shape[:-1], None, False)
 
 
 def vocab_parallel_fused_linear_cross_entropy(
@@ -364,46 +480,56 @@ def vocab_parallel_fused_linear_cross_entropy(
     *,
     axis_name: Any = None,
     bias_shard: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+    token_weight: torch.Tensor | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    num_valid_classes: int | None = None,
     reduction: str = "mean",
+    return_aux: bool = False,
+    out_dtype: torch.dtype | None = None,
     chunk_size: int | None = None,
-) -> torch.Tensor:
+) -> Any:
     """:func:`fused_linear_cross_entropy` with the weight's columns split over ranks.
 
     Mirrors :func:`jaxreg.vocab_parallel_fused_linear_cross_entropy`. Rank ``r`` of the
     process group ``axis_name`` (``None``: the default group; no initialized group: one
     shard) holds columns ``[r·V/n, (r+1)·V/n)`` of the weight and the whole ``hidden``;
-    the hidden gradient is all-reduced in the backward pass.
+    the hidden gradient is all-reduced in the backward pass. The local logits are built
+    whole (``chunk_size`` is not used).
 
-    Args:
-      hidden: ``[..., D]``, the same on every rank.
-      weight_shard: ``(D, V / n)``, this rank's columns.
-      labels: ``[...]`` global class ids or ``ignore_index``.
-      axis_name: a ``torch.distributed`` process group, or ``None``.
-      bias_shard: optional ``(V / n,)``.
-      ignore_index, label_smoothing, reduction, chunk_size: as in
-        :func:`fused_linear_cross_entropy`.
-
-    Returns:
-      The loss, the same on every rank.
+    Example:
+      >>> hidden = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+      >>> weight = torch.tensor([[1.0, -1.0, 0.0], [0.5, 0.0, 2.0]])
+      >>> loss = vocab_parallel_fused_linear_cross_entropy(hidden, weight, torch.tensor([0, 2]))
+      >>> print(round(loss.item(), 4))
+      0.357
     """
-    hidden, weight_shard, bias_shard, labels = _check_linear(
-        hidden, weight_shard, bias_shard, labels, ("weight_shard", "bias_shard")
+    hidden, weight_shard, bias_shard = _check_linear(
+        hidden, weight_shard, bias_shard, ("weight_shard", "bias_shard")
     )
-    _check_options(ignore_index, label_smoothing, reduction)
-    return _fused(
-        hidden,
-        weight_shard,
-        labels,
-        bias_shard,
+    opts = _check_options(
+        hidden.dtype,
         ignore_index=ignore_index,
         label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        softcap=softcap,
+        num_valid_classes=num_valid_classes,
         reduction=reduction,
-        chunk_size=chunk_size,
-        group=axis_name,
-        sharded=True,
+        return_aux=return_aux,
+        out_dtype=out_dtype,
     )
+    labels = _check_targets(labels, hidden.shape[:-1], weight_shard.shape[1], "hidden")
+    _check_soft_options(labels, ignore_index)
+    acc = _numerics.compute_dtype(hidden.dtype)
+    h = hidden.reshape(-1, hidden.shape[-1]).to(acc)
+    if _group_rank_and_size(axis_name)[1] > 1:
+        h = _CopyToShards.apply(h, axis_name)
+    z = h @ weight_shard.to(acc)
+    z = z if bias_shard is None else z + bias_shard.to(acc)
+    return _head_loss(z, labels, weight, token_weight, opts, hidden.shape[:-1], axis_name, True)
 
 
 def vocab_parallel_cross_entropy(
@@ -411,50 +537,45 @@ def vocab_parallel_cross_entropy(
     labels: torch.Tensor,
     *,
     axis_name: Any = None,
+    weight: torch.Tensor | None = None,
+    token_weight: torch.Tensor | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    num_valid_classes: int | None = None,
     reduction: str = "mean",
-) -> torch.Tensor:
+    return_aux: bool = False,
+    out_dtype: torch.dtype | None = None,
+) -> Any:
     """Cross-entropy of logits whose class axis is split over the ranks of a process group.
 
     Mirrors :func:`jaxreg.vocab_parallel_cross_entropy` (Megatron-LM's vocab-parallel
     cross-entropy): one ``MAX`` all-reduce of the row maxima and one ``SUM`` all-reduce
-    of the stacked sums of exponentials, label logits and (with smoothing) logit sums,
-    whose backward pass needs no communication. Without an
-    initialized process group it is ``F.cross_entropy`` with jaxreg's conventions.
+    of the stacked statistics, whose backward pass needs no communication. Without an
+    initialized process group it is the single-device loss with jaxreg's conventions.
 
-    Args:
-      logits_shard: ``[..., V / n]``, this rank's columns of the logits.
-      labels: ``[...]`` global class ids or ``ignore_index``.
-      axis_name: a ``torch.distributed`` process group, or ``None``.
-      ignore_index, label_smoothing, reduction: as in ``F.cross_entropy``.
-
-    Returns:
-      The loss in the logits' dtype, the same on every rank.
+    Example:
+      >>> logits = torch.tensor([[2.0, 0.0, 1.0], [0.5, 0.5, 3.0]])
+      >>> print(round(vocab_parallel_cross_entropy(logits, torch.tensor([2, 0])).item(), 4))
+      2.0298
     """
     logits_shard = _numerics.as_float_array(logits_shard, "logits_shard")
     if logits_shard.ndim < 1:
         raise ValueError("`logits_shard` must have shape [..., V / n], got a scalar.")
-    labels = _check_labels(labels, logits_shard.shape[:-1], "logits_shard")
-    _check_options(ignore_index, label_smoothing, reduction)
-    z = logits_shard.to(_numerics.compute_dtype(logits_shard.dtype))
-    local_vocab = z.shape[-1]
-    rank, shards = _group_rank_and_size(axis_name)
-    with_sum = bool(label_smoothing)
-    cols = torch.arange(local_vocab, device=z.device) + rank * local_vocab
-    stats = (
-        torch.logsumexp(z, dim=-1),
-        torch.where(cols == labels[..., None], z, 0.0).sum(dim=-1),
-        z.sum(dim=-1) if with_sum else torch.zeros_like(z[..., 0]),
-    )
-    if shards > 1:
-        stats = _combine_shards(stats, axis_name, with_sum)
-    return _loss_from_stats(
-        stats,
-        labels,
-        local_vocab * shards,
-        ignore_index,
-        label_smoothing,
-        reduction,
+    opts = _check_options(
         logits_shard.dtype,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        softcap=softcap,
+        num_valid_classes=num_valid_classes,
+        reduction=reduction,
+        return_aux=return_aux,
+        out_dtype=out_dtype,
     )
+    batch_shape = logits_shard.shape[:-1]
+    labels = _check_targets(labels, batch_shape, logits_shard.shape[-1], "logits_shard")
+    _check_soft_options(labels, ignore_index)
+    z = _numerics.upcast(logits_shard).reshape(-1, logits_shard.shape[-1])
+    return _head_loss(z, labels, weight, token_weight, opts, batch_shape, axis_name, True)

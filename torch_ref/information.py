@@ -12,7 +12,10 @@ conventions that raw torch lacks are added here:
 * ``0·log 0 = 0`` with gradient 0 (the "double where"), so that entropy, cross
   entropy and KL are finite where the math is and ``+inf`` (with a finite
   gradient) only where it is not: torch's ``F.kl_div`` gives NaN at ``p = q = 0``;
-* bf16/fp16 inputs are reduced in float32 and returned in the input dtype.
+* bf16/fp16 inputs are reduced in float32 and returned in the input dtype;
+  ``softmax``/``log_softmax`` take torch's ``dtype=`` (the cast comes first);
+* :func:`kl_div` is ``F.kl_div`` (torch's order: ``log q`` first) with the
+  conventions of :func:`kl_divergence` where torch gives NaN (``p = 0``).
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ __all__ = [
     "entropy",
     "entropy_from_logits",
     "js_divergence",
+    "kl_div",
     "kl_divergence",
     "kl_divergence_from_logits",
     "log_softmax",
     "logsumexp",
     "self_information",
     "softmax",
+    "xlogy",
 ]
 
 Axis = int | Sequence[int]
@@ -99,12 +104,34 @@ def _double_where(
 
 
 def xlogy(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``x log y`` with ``0 log y = 0`` and no NaN in its gradient (as ``jaxreg``'s xlogy).
+    r"""``x log y`` with ``0 log y = 0`` and no NaN in its gradient.
 
-    Where ``y > 0``: ``∂x = log y`` (also at ``x = 0``, where ``torch.special.xlogy``
-    gives 0), ``∂y = x / y``. Where ``y = 0``: the value is 0 (``x = 0``) or ``-inf``
-    (``x > 0``), held constant (gradient 0; torch gives NaN at ``x = y = 0``).
+    Mirrors :func:`jaxreg.information.xlogy`, built on ``torch.special.xlogy``.
+
+    .. math::
+        \operatorname{xlogy}(x, y) = x \log y
+
+    Where raw torch differs: where ``y > 0``, ``∂x = log y`` also at ``x = 0`` (torch:
+    0); where ``y = 0`` the value is 0 (``x = 0``) or ``-inf`` (``x > 0``), held
+    constant (gradient 0; torch's ``∂y`` is NaN at ``x = y = 0``). ``x`` and ``y``
+    broadcast (Python numbers too), as in torch.
+
+    Args:
+      x: a real floating tensor or number.
+      y: a real floating tensor or number.
+
+    Returns:
+      The broadcast shape, in the promoted dtype.
+
+    Example:
+      >>> import torch
+      >>> from torch_ref.information import xlogy
+      >>> print(xlogy(torch.tensor([0.0, 2.0]), torch.tensor([0.0, 1.0])).tolist())
+      [0.0, 0.0]
     """
+    x, y = _numerics.as_float_array(x, "x"), _numerics.as_float_array(y, "y")
+    dtype = torch.promote_types(x.dtype, y.dtype)
+    x, y = torch.broadcast_tensors(x.to(dtype), y.to(dtype))
     return _double_where(
         lambda x, y: x * torch.log(y), y > 0, (x, y), torch.special.xlogy(x, y).detach()
     )
@@ -199,7 +226,22 @@ def logsumexp(
     return _LogSumExp.apply(work, axes, keepdims).to(x.dtype)
 
 
-def softmax(x: torch.Tensor, axis: int = -1, *, where: torch.Tensor | None = None) -> torch.Tensor:
+def _cast(x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """``x`` cast to torch's ``dtype=`` argument first (a floating dtype), if given."""
+    if dtype is None:
+        return x
+    if not dtype.is_floating_point:
+        raise TypeError(f"`dtype` must be a real floating dtype (e.g. torch.float32), got {dtype}.")
+    return x.to(dtype)
+
+
+def softmax(
+    x: torch.Tensor,
+    axis: int = -1,
+    *,
+    where: torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
     r"""``exp(x) / Σ exp(x)`` along ``axis``, over the entries where ``where`` is True.
 
     Mirrors :func:`jaxreg.information.softmax`, built on ``torch.softmax``.
@@ -209,11 +251,13 @@ def softmax(x: torch.Tensor, axis: int = -1, *, where: torch.Tensor | None = Non
 
     Where raw torch differs: torch has no ``where``; here masked entries are 0, and
     a fully masked (or all ``-inf``) row is all 0 with gradient 0 (torch: NaN).
+    ``dtype`` is torch's (``x`` is cast first; the result is in ``dtype``).
 
     Args:
       x: a real floating tensor.
       axis: the class axis.
       where: optional boolean mask broadcastable to ``x``.
+      dtype: optional floating dtype to cast ``x`` to first.
 
     Returns:
       Same shape as ``x``; each row sums to 1 (0 for a fully masked row).
@@ -225,14 +269,18 @@ def softmax(x: torch.Tensor, axis: int = -1, *, where: torch.Tensor | None = Non
       >>> print(softmax(x, where=torch.tensor([True, True, False])).tolist())
       [0.5, 0.5, 0.0]
     """
-    x = _numerics.as_float_array(x, "x")
+    x = _cast(_numerics.as_float_array(x, "x"), dtype)
     axis = _numerics.normalize_axis(axis, x.ndim)
     work, rows = _masked_logits(_numerics.upcast(x), _mask(where, x), axis)
     return torch.softmax(work, dim=axis).masked_fill(~rows, 0.0).to(x.dtype)
 
 
 def log_softmax(
-    x: torch.Tensor, axis: int = -1, *, where: torch.Tensor | None = None
+    x: torch.Tensor,
+    axis: int = -1,
+    *,
+    where: torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     r"""``x - logsumexp(x)`` along ``axis``, over the entries where ``where`` is True.
 
@@ -243,11 +291,13 @@ def log_softmax(
 
     Where raw torch differs: torch has no ``where``; here masked entries (and whole
     fully masked or all ``-inf`` rows) are ``-inf`` with gradient 0 (torch: NaN).
+    ``dtype`` is torch's (``x`` is cast first; the result is in ``dtype``).
 
     Args:
       x: a real floating tensor.
       axis: the class axis.
       where: optional boolean mask broadcastable to ``x``.
+      dtype: optional floating dtype to cast ``x`` to first.
 
     Returns:
       Same shape as ``x``.
@@ -258,7 +308,7 @@ def log_softmax(
       >>> print(log_softmax(torch.tensor([0.0, 5.0]), where=torch.tensor([True, False])).tolist())
       [0.0, -inf]
     """
-    x = _numerics.as_float_array(x, "x")
+    x = _cast(_numerics.as_float_array(x, "x"), dtype)
     axis = _numerics.normalize_axis(axis, x.ndim)
     mask = _mask(where, x)
     work, rows = _masked_logits(_numerics.upcast(x), mask, axis)
@@ -455,6 +505,87 @@ def kl_divergence(
         -xlogy(p, q),
     )
     return _in_base(pointwise.sum(dim=axes), base).to(dtype)
+
+
+_KL_DIV_REDUCTIONS = ("none", "mean", "batchmean", "sum")
+
+
+def kl_div(
+    log_q: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    reduction: str = "mean",
+    log_target: bool = False,
+) -> torch.Tensor:
+    r"""``F.kl_div(log_q, target)``: torch's order, ``log q`` (the model) first.
+
+    Mirrors :func:`jaxreg.information.kl_div`, built on ``F.kl_div``.
+
+    .. math::
+        \ell_i = p_i (\log p_i - \log q_i)
+
+    then ``"none"``, ``"sum"``, ``"batchmean"`` (sum / ``shape[0]``) or ``"mean"``
+    (sum / number of elements: not the KL divergence; torch's warning about it is
+    silenced here, the meaning is documented). Where raw torch differs: ``p_i = 0``
+    (``log p_i = -inf`` with ``log_target``) contributes 0 also where
+    ``log q_i = -inf`` (torch: NaN), with gradient 0 for ``log q`` and ``-log q_i``
+    for ``p_i`` (torch: NaN); ``p_i > 0`` with ``log q_i = -inf`` gives ``+inf`` with
+    a finite gradient; ``"mean"``/``"batchmean"`` over no elements give 0 (torch: NaN).
+
+    Args:
+      log_q: log-probabilities of the model (torch's ``input``).
+      target: ``p`` (or ``log p`` with ``log_target=True``), same shape.
+      reduction: ``"none"``, ``"mean"``, ``"batchmean"`` or ``"sum"``.
+      log_target: whether ``target`` holds log-probabilities.
+
+    Returns:
+      A scalar, or ``log_q``'s shape for ``"none"``.
+
+    Example:
+      >>> import torch
+      >>> from torch_ref.information import kl_div
+      >>> p = torch.tensor([1.0, 0.0])
+      >>> print(round(kl_div(torch.log(torch.tensor([0.5, 0.5])), p, reduction="sum").item(), 4))
+      0.6931
+    """
+    if reduction not in _KL_DIV_REDUCTIONS:
+        raise ValueError(
+            f"`reduction` must be one of {_KL_DIV_REDUCTIONS} (torch's F.kl_div), got "
+            f"{reduction!r}; 'batchmean' is the KL divergence averaged over the batch."
+        )
+    log_q = _numerics.as_float_array(log_q, "log_q")
+    target = _numerics.as_float_array(target, "target")
+    _numerics.check_same_shape(log_q, target, "log_q", "target")
+    if log_q.dtype != target.dtype:
+        raise TypeError(
+            f"`log_q` and `target` must have the same dtype, got {log_q.dtype} and {target.dtype}."
+        )
+    lq, t = _numerics.upcast(log_q), _numerics.upcast(target)
+    # Where p = 0 or log q = -inf, F.kl_div gives NaN: there the value is 0 (p = 0; NaN
+    # if log q is NaN) or +inf (p > 0 = q), and for a plain target the gradient in p is
+    # -log q (the derivative of -p log q), as jaxreg. Guards test `== ` so NaN computes.
+    zero = (t == -math.inf) if log_target else (t == 0)
+    infinite = (lq == -math.inf) & ((t > -math.inf) if log_target else (t > 0))
+    ok = ~(zero | infinite)
+    if log_target:
+        fallback = torch.zeros_like(t)
+    else:
+        fallback = -t * torch.where(lq == -math.inf, 0.0, lq)
+    fallback = torch.where(infinite, math.inf, fallback + torch.where(torch.isnan(lq), lq, 0.0))
+    pointwise = _double_where(
+        lambda lq, t: F.kl_div(lq, t, reduction="none", log_target=log_target),
+        ok,
+        (lq, t),
+        fallback,
+    )
+    if reduction == "none":
+        return pointwise.to(log_q.dtype)
+    total = pointwise.sum()
+    if reduction == "mean":
+        total = total / max(pointwise.numel(), 1)
+    elif reduction == "batchmean" and pointwise.ndim:
+        total = total / max(pointwise.shape[0], 1)
+    return total.to(log_q.dtype)
 
 
 def kl_divergence_from_logits(

@@ -4,12 +4,18 @@
 names as the nnx modules (``w1, w2, w3``; ``layers.<i>``), so
 :mod:`torch_ref.bridge` copies weights across by name. ``Linear`` is
 ``nn.Linear`` with jaxreg's initialization (Xavier-uniform weight, zero bias)
-instead of torch's default (Kaiming-uniform with ``a=√5``, uniform bias).
+instead of torch's default (Kaiming-uniform with ``a=√5``, uniform bias), a
+selectable ``kernel_init``/``bias_init`` (torch's in-place ``nn.init`` functions),
+and flax's dtypes: ``param_dtype`` stores the parameters, ``dtype`` is the dtype of
+the computation (input, weight and bias are cast to it, as ``torch.autocast`` does
+for a matmul; ``None``: their promoted dtype, where raw ``nn.Linear`` raises).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +72,11 @@ def dropout(
 class Linear(nn.Linear):
     """Mirrors :class:`jaxreg.nn.Linear`: ``nn.Linear`` with a Xavier-uniform weight and zero bias.
 
-    The weight is ``(out, in)`` (torch), the nnx kernel ``(in, out)``.
+    The weight is ``(out, in)`` (torch), the nnx kernel ``(in, out)``. ``kernel_init``
+    and ``bias_init`` are torch's in-place initializers (``nn.init.kaiming_uniform_``
+    is :func:`jaxreg.kaiming_uniform`'s twin); ``dtype`` is the computation dtype
+    (``None``: the promoted dtype of the input and the parameters), ``param_dtype``
+    the storage dtype.
     """
 
     def __init__(
@@ -75,14 +85,29 @@ class Linear(nn.Linear):
         out_features: int,
         *,
         use_bias: bool = True,
+        dtype: torch.dtype | None = None,
         param_dtype: torch.dtype | None = None,
+        kernel_init: Callable[[torch.Tensor], Any] = nn.init.xavier_uniform_,
+        bias_init: Callable[[torch.Tensor], Any] = nn.init.zeros_,
     ) -> None:
+        # Set before nn.Linear.__init__, which calls reset_parameters().
+        object.__setattr__(self, "kernel_init", kernel_init)
+        object.__setattr__(self, "bias_init", bias_init)
         super().__init__(in_features, out_features, bias=use_bias, dtype=param_dtype)
+        self.compute_dtype = dtype
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.weight)
+        self.kernel_init(self.weight)
         if self.bias is not None:
-            nn.init.zeros_(self.bias)
+            self.bias_init(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        params = [self.weight] + ([] if self.bias is None else [self.bias])
+        dtype = self.compute_dtype or functools.reduce(
+            torch.promote_types, [t.dtype for t in (x, *params)]
+        )
+        bias = None if self.bias is None else self.bias.to(dtype)
+        return F.linear(x.to(dtype), self.weight.to(dtype), bias)
 
 
 def _llama_hidden_dim(dim: int, multiple_of: int) -> int:
@@ -104,7 +129,9 @@ class SwiGLUFeedForward(nn.Module):
         *,
         multiple_of: int = 256,
         dropout: float = 0.0,
+        dtype: torch.dtype | None = None,
         param_dtype: torch.dtype | None = None,
+        kernel_init: Callable[[torch.Tensor], Any] = nn.init.xavier_uniform_,
     ) -> None:
         super().__init__()
         if int(multiple_of) < 1:
@@ -115,9 +142,15 @@ class SwiGLUFeedForward(nn.Module):
         if hidden_dim is None:
             hidden_dim = _llama_hidden_dim(int(dim), int(multiple_of))
         self.hidden_dim = int(hidden_dim)
-        self.w1 = Linear(dim, self.hidden_dim, use_bias=False, param_dtype=param_dtype)
-        self.w2 = Linear(self.hidden_dim, dim, use_bias=False, param_dtype=param_dtype)
-        self.w3 = Linear(dim, self.hidden_dim, use_bias=False, param_dtype=param_dtype)
+        linear: dict[str, Any] = {
+            "use_bias": False,
+            "dtype": dtype,
+            "param_dtype": param_dtype,
+            "kernel_init": kernel_init,
+        }
+        self.w1 = Linear(dim, self.hidden_dim, **linear)
+        self.w2 = Linear(self.hidden_dim, dim, **linear)
+        self.w3 = Linear(dim, self.hidden_dim, **linear)
         self.dropout = nn.Dropout(rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,7 +166,10 @@ class MLP(nn.Module):
         *,
         activation: Callable[[torch.Tensor], torch.Tensor] = relu,
         dropout: float = 0.0,
+        dtype: torch.dtype | None = None,
         param_dtype: torch.dtype | None = None,
+        kernel_init: Callable[[torch.Tensor], Any] = nn.init.xavier_uniform_,
+        bias_init: Callable[[torch.Tensor], Any] = nn.init.zeros_,
     ) -> None:
         super().__init__()
         sizes = [int(s) for s in sizes]
@@ -142,7 +178,14 @@ class MLP(nn.Module):
         rate = _check_rate(dropout, "dropout", "MLP", allow_one=False)
         self.activation = activation
         self.layers = nn.ModuleList(
-            Linear(n_in, n_out, param_dtype=param_dtype)
+            Linear(
+                n_in,
+                n_out,
+                dtype=dtype,
+                param_dtype=param_dtype,
+                kernel_init=kernel_init,
+                bias_init=bias_init,
+            )
             for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)
         )
         self.dropout = nn.Dropout(rate)

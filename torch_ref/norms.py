@@ -51,34 +51,54 @@ _MATRIX_ORDS = ("fro", "nuc", 1, -1, 2, -2, math.inf, -math.inf)
 def _check_vector_ord(ord: Any) -> float:
     if isinstance(ord, bool) or not isinstance(ord, (int, float)):
         raise ValueError(
-            f"`ord` must be a number p > 0, inf, -inf or 0 for a vector norm, got {ord!r}; "
-            f"for matrix norms use `matrix_norm`."
+            f"`ord` must be a real number p (negative too), inf, -inf or 0 for a vector norm, "
+            f"got {ord!r}; for matrix norms use `matrix_norm`."
         )
     ord = float(ord)
-    if math.isnan(ord) or (ord < 0 and ord != -math.inf):
-        raise ValueError(f"`ord` must be p > 0, inf, -inf or 0 for a vector norm, got {ord}.")
+    if math.isnan(ord):
+        raise ValueError("`ord` must be a real number, inf or -inf for a vector norm, got nan.")
     return ord
 
 
 def _check_nonempty(ord: float, size: int, fn_name: str, what: str) -> None:
-    """``ValueError`` for the ``±inf`` norm over no entries (jaxreg's message)."""
-    if size == 0 and math.isinf(ord):
+    """``ValueError`` for the ``inf`` or a negative-order norm over no entries (jaxreg's
+    message)."""
+    if size == 0 and (ord < 0 or ord == math.inf):
         extreme = "largest" if ord > 0 else "smallest"
         raise ValueError(
-            f"`{fn_name}` with `ord`={ord} over {what} has no value (the {extreme} of no "
-            f"magnitudes; torch.linalg.vector_norm raises too); reduce over a non-empty "
-            f"axis, or use a p-norm, which is 0 there."
+            f"`{fn_name}` with `ord`={ord} over {what} has no value (driven by the {extreme} "
+            f"of no magnitudes; torch.linalg.vector_norm raises too); reduce over a non-empty "
+            f"axis, or use a p-norm with p >= 0, which is 0 there."
         )
+
+
+def _negative_order_norm(x: torch.Tensor, ord: float, axes: tuple[int, ...]) -> torch.Tensor:
+    """``m·‖x/m‖_p`` for ``p < 0`` with ``m`` the smallest magnitude (so ``|x/m|^p <= 1``:
+    no overflow of the sum however small ``m`` is, no underflow however large).
+
+    A vector with a zero entry has norm 0 (torch's value) and gradient 0 (torch: 0, or
+    NaN beside tiny entries); infinite entries take no part (``|inf|^p = 0``) and are
+    held constant (torch's gradient there is NaN). Keeps the reduced axes.
+    """
+    with torch.no_grad():
+        m = torch.amin(x.abs(), dim=axes, keepdim=True)
+        held = (m == 0) | torch.isinf(x)
+        scale = torch.where((m > 0) & torch.isfinite(m), m, torch.ones_like(m))
+    x = torch.where(held, x.detach(), x)
+    return scale * torch.linalg.vector_norm(x / scale, ord, dim=axes, keepdim=True)
 
 
 def _vector_norm(x: torch.Tensor, ord: float, axes: tuple[int, ...], keepdims: bool):
     """``torch.linalg.vector_norm`` of ``x`` (already in its compute dtype), rescaled
     by the largest magnitude where the plain result overflowed or underflowed."""
+    size = math.prod(x.shape[a] for a in axes)
+    if ord < 0 and ord != -math.inf and size:
+        out = _negative_order_norm(x, ord, axes)
+        return out if keepdims else out.squeeze(axes)
     plain = torch.linalg.vector_norm(x, ord, dim=axes, keepdim=True)
     if ord == 0.0:
         # NaN in, NaN out (torch counts a NaN as a non-zero entry).
         plain = plain + torch.where(torch.isnan(x), x, 0.0).sum(dim=axes, keepdim=True)
-    size = math.prod(x.shape[a] for a in axes)
     if ord in (0.0, 1.0, math.inf, -math.inf) or size == 0:
         # No powers of |x|: nothing to overflow or underflow.
         return plain if keepdims else plain.squeeze(axes)
@@ -101,6 +121,8 @@ def vector_norm(
     ord: Ord = 2,
     axis: int | Sequence[int] | None = None,
     keepdims: bool = False,
+    *,
+    where: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""Vector p-norm over ``axis`` (all axes, flattened, by default).
 
@@ -113,17 +135,22 @@ def vector_norm(
 
     Where raw torch differs: torch overflows or underflows when the sum of powers
     does (``‖[1e20, 1e20]‖₂`` is ``inf`` in float32); here the input is then
-    rescaled by its largest magnitude, so the result is exact where representable.
-    At an all-zero input the value and the gradient are 0 for every ``ord`` (as in torch).
-    A NaN entry makes the norm NaN for every ``ord`` (torch's ``ord=0`` counts it as a
-    non-zero). Over an empty axis every p-norm is 0 and ``ord=±inf`` raises a
-    ``ValueError`` (torch: ``RuntimeError``).
+    rescaled by its largest magnitude (by its smallest for ``p < 0``), so the result
+    is exact where representable. At an all-zero input the value and the gradient
+    are 0 for every ``ord`` (as in torch); for ``p < 0`` a zero entry gives 0 with
+    gradient 0. A NaN entry makes the norm NaN for every ``ord`` (torch's ``ord=0``
+    counts it as a non-zero). Over an empty axis every norm with ``p >= 0`` is 0 and
+    ``ord=inf`` or ``ord < 0`` raises a ``ValueError`` (torch: ``RuntimeError``).
+    ``where`` is ``torch.masked.norm``'s ``mask`` (masked-out entries take no part),
+    except that for ``p < 0`` they count as absent, not as zeros: a fully masked
+    vector gives ``+inf`` for ``p < 0`` and ``-inf``, 0 otherwise.
 
     Args:
       x: a real floating tensor, any shape.
-      ord: ``p > 0`` (any real), ``inf``, ``-inf`` or ``0``.
+      ord: a real ``p`` (``p < 0`` too), ``inf``, ``-inf`` or ``0``.
       axis: the axis or axes to reduce; ``None`` reduces all of them.
       keepdims: keep the reduced axes with size 1.
+      where: optional boolean mask broadcastable to ``x``; False entries take no part.
 
     Returns:
       The norms, shape of ``x`` without ``axis`` (or with size 1 there), in ``x``'s dtype.
@@ -135,13 +162,23 @@ def vector_norm(
       5.0
       >>> print(vector_norm(torch.tensor([1e20, 1e20])).item() > 1e20)
       True
+      >>> print(vector_norm(torch.tensor([3.0, -4.0]), where=torch.tensor([True, False])).item())
+      3.0
     """
     x = _numerics.as_float_array(x, "x")
     ord = _check_vector_ord(ord)
     axes = _numerics.normalize_axes(axis, x.ndim)
     size = math.prod(x.shape[a] for a in axes)
     _check_nonempty(ord, size, "vector_norm", f"axis {axes} of shape {tuple(x.shape)}")
-    return _vector_norm(_numerics.upcast(x), ord, axes, keepdims).to(x.dtype)
+    work = _numerics.upcast(x)
+    if where is not None:
+        mask = torch.as_tensor(where, device=x.device)
+        if mask.dtype != torch.bool:
+            raise TypeError(f"`where` must be a boolean mask, got dtype {mask.dtype}.")
+        # The reduction's identity, held constant: a NaN there takes no part.
+        identity = math.inf if ord < 0 else 0.0
+        work = torch.where(mask, work, torch.tensor(identity, dtype=work.dtype))
+    return _vector_norm(work, ord, axes, keepdims).to(x.dtype)
 
 
 def global_norm(tree: Any, ord: Ord = 2) -> torch.Tensor:
@@ -156,7 +193,7 @@ def global_norm(tree: Any, ord: Ord = 2) -> torch.Tensor:
 
     Args:
       tree: nested dicts/lists/tuples of real floating tensors.
-      ord: ``p > 0``, ``inf``, ``-inf`` or ``0``.
+      ord: a real ``p`` (``p < 0`` too), ``inf``, ``-inf`` or ``0``.
 
     Returns:
       A scalar tensor, in the promoted dtype of the leaves.
