@@ -11,7 +11,7 @@ paths, and a fused linear cross-entropy that never builds the logits.
 both agree. jaxreg itself never imports torch.
 """
 
-# ruff: noqa: I001 (one section per module, in the order of DESIGN.md)
+# ruff: noqa: I001 (one section per module, in the order of the README's Layout)
 
 # norms
 from jaxreg.norms import frobenius_norm as frobenius_norm

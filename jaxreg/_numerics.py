@@ -18,6 +18,34 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
+__all__ = [
+    "REDUCTIONS",
+    "as_float_array",
+    "as_int_array",
+    "broadcast_where",
+    "check_class_ids",
+    "check_in_unit_interval",
+    "check_nonnegative",
+    "check_reduction",
+    "check_same_shape",
+    "class_id_rows",
+    "compiled",
+    "compute_dtype",
+    "is_concrete",
+    "is_symbolic_zero",
+    "nan_rows",
+    "nonzero_or_one",
+    "normalize_axes",
+    "normalize_axis",
+    "reduce",
+    "reduced_shape",
+    "safe_abs",
+    "shifted_exp",
+    "sum_terms",
+    "torch_mean",
+    "upcast",
+]
+
 REDUCTIONS = ("none", "mean", "sum")
 
 F = TypeVar("F", bound=Callable[..., Any])

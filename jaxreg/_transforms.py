@@ -4,7 +4,7 @@ Private to the package (the public optimizers are in those two modules): the typ
 their hyperparameters, the learning-rate lookup and check, the casts of a hyperparameter
 to a leaf's dtype, torch's "skip when the hyperparameter is 0" (:func:`unless_zero`),
 the step counter, and :func:`map_selected`, which applies a regularizer to the leaves
-(or entries) a mask selects through the one resolver, :mod:`jaxreg._masks`.
+(or entries) a mask selects through the one resolver, ``jaxreg._masks``.
 
 Hyperparameters may be Python numbers or JAX arrays, traced or not. A Python number
 decides in Python (a Python ``0`` skips work that torch skips); an array takes a

@@ -1,6 +1,6 @@
 """Information theory: stable logsumexp/softmax, entropy, cross-entropy, KL, JS.
 
-Units are nats; ``base=2`` gives bits. Conventions (DESIGN.md):
+Units are nats; ``base=2`` gives bits. Conventions:
 
 * ``logsumexp`` shifts by the row maximum held constant, so ties stay exact at any
   magnitude (``logsumexp([1e30, 1e30])`` has gradient ``[½, ½]``) and an all

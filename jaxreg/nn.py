@@ -236,7 +236,8 @@ class SwiGLUFeedForward(nnx.Module):
       rngs: ``nnx.Rngs`` (``params`` stream; ``dropout`` stream when ``dropout > 0``).
 
     Attributes:
-      w1, w3: ``Linear(dim, hidden_dim, use_bias=False)``, the gate and the value.
+      w1: ``Linear(dim, hidden_dim, use_bias=False)``, the gate.
+      w3: ``Linear(dim, hidden_dim, use_bias=False)``, the value.
       w2: ``Linear(hidden_dim, dim, use_bias=False)``, the output projection.
       hidden_dim: the hidden size used.
 

@@ -1,6 +1,6 @@
 """Vector, matrix and pytree norms with safe gradients, exact over the whole float range.
 
-Conventions (DESIGN.md):
+Conventions:
 
 * at an all-zero input every norm has value 0 and gradient 0 (torch's subgradient);
 * NaN in, NaN out: a NaN entry makes its norm NaN for every ``ord`` (also ``0``,
@@ -11,7 +11,7 @@ Conventions (DESIGN.md):
   squares first and only when it came out infinite or too small to be accurate
   rescales the input by an exact power of two near its largest magnitude (a cheap
   check on the result, so the common case costs nothing extra); the other p-norms
-  always rescale. See :mod:`jaxreg._scaling` for why powers of two and what
+  always rescale. See ``jaxreg._scaling`` for why powers of two and what
   XLA:CPU does with subnormals (it flushes them to zero);
 * any real order, negative too (torch, NumPy): for ``p < 0`` the scaling is by the
   *smallest* magnitude, and a zero entry gives the norm 0 with gradient 0;

@@ -16,7 +16,7 @@ rather than ``optax.masked`` for three reasons: torch's exact order and rounding
 decay ``g + λ·w`` enters before SGD's momentum and Adam's moments, or after Adam's
 direction for AdamW); elementwise boolean masks, which ``optax.masked`` cannot take (it
 branches on each mask leaf in Python); and one resolver shared with the penalties and the
-proximal steps (:mod:`jaxreg._masks`): masks matched to the params by path, nnx States
+proximal steps (``jaxreg._masks``): masks matched to the params by path, nnx States
 and filters (``mask=nnx.PathContains("kernel")``), errors that name the first mismatching
 path. Under ``nnx.Optimizer(model, tx, wrt=nnx.Param)``, ``tx.init`` sees Variables and
 ``tx.update`` plain arrays; path matching makes a mask work for both.

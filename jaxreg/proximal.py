@@ -14,7 +14,7 @@ proximal map (soft-thresholding). This module holds
 
 The torch-exact optimizers they follow are in :mod:`jaxreg.optim`. A ``mask`` selects the
 leaves (or entries) the penalty applies to, in any form :mod:`jaxreg.optim` takes (the one
-resolver, :mod:`jaxreg._masks`); the other leaves keep the optimizer's step. Every numeric
+resolver, ``jaxreg._masks``); the other leaves keep the optimizer's step. Every numeric
 hyperparameter (``learning_rate``, ``strength``, ``l1_ratio``, ``l1``, ``l2``) may be a JAX
 array, traced or not, with results equal to the Python float call (under
 ``optax.inject_hyperparams``, list ``mask`` in ``static_args``); learning-rate schedules see

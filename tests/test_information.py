@@ -273,7 +273,7 @@ def test_check_grads(rng):
     ones, masked variants included, in one program (check_grads compiles a dozen
     programs per call).
     ``self_information`` and ``kl_divergence_from_logits`` are compositions of these; their
-    gradients are checked against finite differences in test_transforms."""
+    gradients are checked against finite differences in tests/test_jax_transformations.py."""
     x = generic_point(rng, (3, 4))
     mask = random_mask(rng, x.shape)
     # Entries of order 1/4, so finite differences stay far from the boundary p = 0.

@@ -206,7 +206,7 @@ def test_softmax_cross_entropy_check_grads(rng):
     """Integer labels (weights, smoothing, an ignored target) and probability labels, in one
     program (check_grads compiles a dozen programs per call). The other losses have no custom
     derivative of their own; their gradients are checked against formulas above and against
-    finite differences in test_transforms."""
+    finite differences in tests/test_jax_transformations.py."""
     x = generic_point(rng, (N, C))
     labels = make_labels(rng, (N,), -100)
     weight = rng.uniform(0.5, 2.0, size=(C,))

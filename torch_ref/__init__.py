@@ -8,7 +8,7 @@ as in jaxreg. ``torch_ref.bridge`` copies weights between torch modules and
 flax.nnx modules.
 """
 
-# ruff: noqa: I001 (one section per module, in the order of DESIGN.md)
+# ruff: noqa: I001 (one section per module, in the order of the README's Layout)
 
 # norms
 from torch_ref.norms import frobenius_norm as frobenius_norm

@@ -54,7 +54,7 @@ from jaxreg import (
 from jaxreg.information import kl_div, xlogy
 from tests.helpers import FAST_COMPILE, assert_tree_close
 
-#: The public names of the four modules, as listed in DESIGN.md.
+#: The public names of the modules, as listed in the API reference.
 PUBLIC = {
     "norms": ["vector_norm", "matrix_norm", "global_norm", "l1_norm", "l2_norm", "frobenius_norm"],
     "penalties": [
