@@ -5,7 +5,8 @@ normally builds the ``[N, V]`` logits and, for the gradient, the ``[N, V]`` soft
 ``N = 8192`` tokens and a ``V = 128256`` vocabulary that is 4 GiB per float32 copy.
 :func:`fused_linear_cross_entropy` never builds them: a chunked kernel
 (``jaxreg/_fused_kernel.py``) computes a few statistics per row (the logsumexp, the
-label's logit, the sum of the logits) and this module turns them into the loss.
+label's logit, the sum of the logits) and ``jaxreg/_fused_loss.py`` turns them into the
+loss; the argument checks the three functions share are in ``jaxreg/_fused_checks.py``.
 
 For a vocabulary sharded over a mesh axis (Megatron's vocab-parallel head),
 :func:`vocab_parallel_cross_entropy` takes each device's slice of the logits inside
@@ -27,17 +28,24 @@ a forward-mode derivative would need the ``[N, V]`` tangent logits anyway.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jax.typing import ArrayLike
 
 from jaxreg import _fused_kernel as kernel
 from jaxreg import _numerics
+from jaxreg._fused_checks import (
+    Options,
+    check_linear,
+    check_options,
+    check_row_weights,
+    check_targets,
+)
+from jaxreg._fused_loss import head_loss, local_vocab
 
 __all__ = [
     "CrossEntropyAux",
@@ -65,324 +73,6 @@ class CrossEntropyAux(NamedTuple):
     num_correct: jax.Array
 
 
-class _Options(NamedTuple):
-    """The loss options of one call (checked by :func:`_check_options`)."""
-
-    ignore_index: int
-    label_smoothing: ArrayLike
-    z_loss: ArrayLike
-    softcap: ArrayLike | None
-    num_valid_classes: int | None
-    reduction: str
-    return_aux: bool
-    out_dtype: Any
-
-
-class _Vocab(NamedTuple):
-    """This device's columns: ``local`` of them from column ``offset`` of ``total``, of which
-    the first ``classes`` are classes (``limit``: the local count below that, or None)."""
-
-    local: int
-    offset: Any
-    total: int
-    classes: int
-    limit: jax.Array | None
-
-
-# --------------------------------------------------------------------------- checks
-
-
-def _known_zero(x: ArrayLike) -> bool:
-    """Whether ``x`` is a concrete zero (then its term is skipped: the same result)."""
-    return _numerics.is_concrete(x) and float(np.asarray(x)) == 0.0
-
-
-def _check_options(opts: _Options, dtype: Any) -> _Options:
-    """``opts`` with ``out_dtype`` resolved (``dtype`` by default), or the error."""
-    ignore_index, label_smoothing, z_loss, softcap, num_valid_classes = opts[:5]
-    _numerics.check_reduction(opts.reduction)
-    _numerics.check_in_unit_interval(label_smoothing, "label_smoothing")
-    _numerics.check_nonnegative(z_loss, "z_loss")
-    if not isinstance(ignore_index, int | np.integer):
-        raise TypeError(f"`ignore_index` must be a Python int, got {type(ignore_index).__name__}.")
-    if softcap is not None:
-        if jnp.ndim(softcap) != 0:
-            raise ValueError(f"`softcap` must be a scalar or None, got shape {jnp.shape(softcap)}.")
-        if _numerics.is_concrete(softcap) and not float(np.asarray(softcap)) > 0:
-            raise ValueError(f"`softcap` must be positive (or None: no cap), got {softcap}.")
-    if num_valid_classes is not None and (
-        not isinstance(num_valid_classes, int | np.integer) or num_valid_classes < 1
-    ):
-        raise ValueError(
-            f"`num_valid_classes` must be a positive int or None, got {num_valid_classes!r}."
-        )
-    if not isinstance(opts.return_aux, bool):
-        raise TypeError(f"`return_aux` must be a Python bool, got {opts.return_aux!r}.")
-    out_dtype = jnp.dtype(dtype if opts.out_dtype is None else opts.out_dtype)
-    if not jnp.issubdtype(out_dtype, jnp.floating):
-        raise TypeError(f"`out_dtype` must be a floating dtype, e.g. jnp.float32, got {out_dtype}.")
-    return opts._replace(out_dtype=out_dtype)
-
-
-def _check_targets(
-    labels: ArrayLike, batch_shape: tuple, columns: int, what: str, ignore_index: int
-) -> jax.Array:
-    """Integer class ids of shape ``batch_shape``, or probabilities with ``columns`` more."""
-    labels = jnp.asarray(labels)
-    if jnp.issubdtype(labels.dtype, jnp.floating):
-        if labels.shape != (*batch_shape, columns):
-            raise ValueError(
-                f"floating `labels` are probabilities and must have shape "
-                f"{(*batch_shape, columns)}, one per column of `{what}`, got {labels.shape}; "
-                f"class ids must be integers (`labels.astype(jnp.int32)`)."
-            )
-        if ignore_index != -100:
-            raise ValueError(
-                "`ignore_index` is not supported with probability labels (as in torch); give "
-                "the rows to skip a `token_weight` of 0 instead, or use integer labels."
-            )
-        return labels
-    labels = _numerics.as_int_array(labels, "labels")
-    if labels.shape != batch_shape:
-        raise ValueError(
-            f"`labels` must have the batch shape of `{what}`, {batch_shape}, got {labels.shape}: "
-            f"one class id per row of `{what}` (or probabilities with one more axis)."
-        )
-    return labels
-
-
-def _check_linear(
-    hidden: ArrayLike, weight: ArrayLike, bias: ArrayLike | None, names: tuple[str, str]
-) -> tuple[jax.Array, jax.Array, jax.Array | None]:
-    """``hidden [..., D]``, ``weight (D, V)`` and ``bias (V,)`` as arrays, or an error naming
-    the argument (``names`` are the weight's and the bias's)."""
-    w_name, b_name = names
-    hidden = _numerics.as_float_array(hidden, "hidden")
-    weight = _numerics.as_float_array(weight, w_name)
-    if hidden.ndim < 1:
-        raise ValueError("`hidden` must have shape [..., D], got a scalar.")
-    if weight.ndim != 2 or weight.shape[1] == 0:
-        raise ValueError(f"`{w_name}` must have shape (D, V) with V >= 1, got {weight.shape}.")
-    if weight.shape[0] != hidden.shape[-1]:
-        raise ValueError(
-            f"`hidden` has D={hidden.shape[-1]} features (shape {hidden.shape}) but `{w_name}` "
-            f"has shape {weight.shape}; it must be (D, V) = (in_features, vocab). A torch "
-            f"nn.Linear weight is (V, D): pass its transpose."
-        )
-    dtypes = {"hidden": hidden.dtype, w_name: weight.dtype}
-    if bias is not None:
-        bias = _numerics.as_float_array(bias, b_name)
-        if bias.shape != (weight.shape[1],):
-            raise ValueError(
-                f"`{b_name}` must have shape ({weight.shape[1]},), one entry per column of "
-                f"`{w_name}` {weight.shape}, got {bias.shape}."
-            )
-        dtypes[b_name] = bias.dtype
-    if len(set(dtypes.values())) > 1:
-        named = ", ".join(f"`{n}` {d}" for n, d in dtypes.items())
-        raise TypeError(
-            f"{named}: these must share one dtype; cast them, e.g. "
-            f"`{w_name}.astype(hidden.dtype)` (the products accumulate in float32 anyway)."
-        )
-    return hidden, weight, bias
-
-
-def _check_row_weights(
-    weight: ArrayLike | None, token_weight: ArrayLike | None, classes: int, batch_shape: tuple
-) -> tuple[jax.Array | None, jax.Array | None]:
-    if weight is not None:
-        weight = _numerics.as_float_array(weight, "weight")
-        if weight.shape != (classes,):
-            raise ValueError(
-                f"`weight` (class weights) must have shape ({classes},), one per class, got "
-                f"{weight.shape}."
-            )
-    if token_weight is not None:
-        token_weight = _numerics.as_float_array(token_weight, "token_weight")
-        if token_weight.shape != batch_shape:
-            raise ValueError(
-                f"`token_weight` must have the batch shape {batch_shape}, one weight per "
-                f"token, got {token_weight.shape}."
-            )
-    return weight, token_weight
-
-
-def _vocab(local: int, axis_name: Hashable | None, num_valid_classes: int | None) -> _Vocab:
-    shards = 1 if axis_name is None else lax.axis_size(axis_name)
-    offset = 0 if axis_name is None else lax.axis_index(axis_name).astype(jnp.int32) * local
-    total = local * shards
-    classes = total if num_valid_classes is None else int(num_valid_classes)
-    if classes > total:
-        raise ValueError(
-            f"`num_valid_classes`={classes} exceeds the {total} columns of the weight (logits)."
-        )
-    limit = None if classes == total else jnp.asarray(classes - offset, jnp.int32)
-    return _Vocab(local, offset, total, classes, limit)
-
-
-# --------------------------------------------------------------------------- the loss
-
-
-def _kernel_inputs(
-    labels: jax.Array,
-    weight: jax.Array | None,
-    softcap: ArrayLike | None,
-    vocab: _Vocab,
-    acc: Any,
-) -> tuple[jax.Array | None, jax.Array | None, jax.Array | None, jax.Array | None]:
-    """``(local labels, probabilities, local class weights, cap)`` for the statistics."""
-    if jnp.issubdtype(labels.dtype, jnp.floating):
-        local_labels, target = None, labels
-    else:
-        # Labels of other shards (and ignored ones) match no column here.
-        local_labels, target = labels.astype(jnp.int32) - vocab.offset, None
-    u = None
-    if weight is not None:
-        u = jnp.pad(weight.astype(acc), (0, vocab.total - vocab.classes))
-        u = lax.dynamic_slice_in_dim(u, vocab.offset, vocab.local)
-    cap = None if softcap is None else jnp.asarray(softcap, acc)
-    return local_labels, target, u, cap
-
-
-def _combine_shards(stats: kernel.Stats, extra: list[jax.Array], axis_name: Hashable):
-    """The full-vocabulary statistics from each shard's: one ``pmax``, one ``psum`` (and a
-    ``pmax``/``pmin`` pair for the argmax)."""
-    # The shift cancels in the logsumexp, so it needs no gradient (and pmax has none).
-    m = lax.pmax(lax.stop_gradient(stats.lse), axis_name)
-    parts = [jnp.exp(stats.lse - m), stats.picked, *extra]
-    if stats.wsum is not None:
-        parts.append(stats.wsum)
-    total = list(lax.psum(jnp.stack(parts), axis_name))
-    lse, picked, extra = m + jnp.log(total[0]), total[1], total[2 : 2 + len(extra)]
-    wsum = total[-1] if stats.wsum is not None else None
-    top = None
-    if stats.max is not None and stats.argmax is not None:
-        top = _global_argmax(stats.max, stats.argmax, axis_name)
-    return kernel.Stats(lse, picked, wsum, None, top), extra
-
-
-def _global_argmax(value: jax.Array, index: jax.Array, axis_name: Hashable | None) -> jax.Array:
-    """The first global index of the largest ``value`` over the shards of ``axis_name``."""
-    if axis_name is None:
-        return index
-    value = lax.stop_gradient(value)
-    best = lax.pmax(value, axis_name)
-    return lax.pmin(jnp.where(value == best, index, jnp.iinfo(jnp.int32).max), axis_name)
-
-
-def _target_argmax(target: jax.Array, vocab: _Vocab, axis_name: Hashable | None) -> jax.Array:
-    """Each row's most probable class (the "label" of a probability target)."""
-    cols = lax.broadcasted_iota(jnp.int32, (1, vocab.local), 1)
-    t = target if vocab.limit is None else jnp.where(cols < vocab.limit, target, -jnp.inf)
-    index = jnp.argmax(t, axis=1).astype(jnp.int32) + vocab.offset
-    return _global_argmax(jnp.max(t, axis=1), index, axis_name)
-
-
-def _head_loss(
-    stats_fn: Callable[..., kernel.Stats],
-    labels: jax.Array,
-    weight: jax.Array | None,
-    token_weight: jax.Array | None,
-    opts: _Options,
-    vocab: _Vocab,
-    batch_shape: tuple,
-    axis_name: Hashable | None,
-    acc: Any,
-) -> jax.Array | tuple[jax.Array, CrossEntropyAux]:
-    """The loss (and aux) of every variant: ``stats_fn(labels, target, u, cap, limit, cfg)``
-    gives this device's statistics, which are combined over ``axis_name`` and reduced."""
-    n = int(np.prod(batch_shape))
-    soft = jnp.issubdtype(labels.dtype, jnp.floating)
-    labels = labels.reshape(n, labels.shape[-1]) if soft else labels.reshape(n)
-    local_labels, target, u, cap = _kernel_inputs(labels, weight, opts.softcap, vocab, acc)
-    smoothing = not _known_zero(opts.label_smoothing)
-    cfg_flags = {"with_sum": smoothing, "with_argmax": opts.return_aux}
-    stats = stats_fn(
-        local_labels, target, u if (smoothing or soft) else None, cap, vocab.limit, cfg_flags
-    )
-    extra = []
-    if soft:
-        # Σ_c u_c t_c over this device's classes (needs no logits).
-        t = labels.astype(acc) if u is None else labels.astype(acc) * u[None, :]
-        cols = lax.broadcasted_iota(jnp.int32, (1, vocab.local), 1)
-        extra = [jnp.sum(t if vocab.limit is None else jnp.where(cols < vocab.limit, t, 0.0), 1)]
-    if stats.argmax is not None:
-        stats = stats._replace(argmax=stats.argmax + vocab.offset)
-    if axis_name is not None:
-        stats, extra = _combine_shards(stats, extra, axis_name)
-    mass = extra[0] if soft else None
-    loss, z_term, valid = _rows(
-        stats, None if soft else labels, mass, weight, token_weight, opts, vocab.classes, acc
-    )
-    loss, z_term = (
-        x.reshape(batch_shape) if opts.reduction == "none" else x for x in (loss, z_term)
-    )
-    if not opts.return_aux:
-        return loss.astype(opts.out_dtype)
-    answer = _target_argmax(labels, vocab, axis_name) if soft else labels.astype(jnp.int32)
-    correct = jnp.sum(valid & (stats.argmax == answer), dtype=jnp.int32)
-    lse = stats.lse.reshape(batch_shape).astype(opts.out_dtype)
-    return loss.astype(opts.out_dtype), CrossEntropyAux(lse, z_term.astype(opts.out_dtype), correct)
-
-
-def _rows(
-    stats: kernel.Stats,
-    labels: jax.Array | None,
-    mass: jax.Array | None,
-    weight: jax.Array | None,
-    token_weight: jax.Array | None,
-    opts: _Options,
-    num_classes: int,
-    acc: Any,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(loss, z-loss term, valid rows)``: torch's cross-entropy plus PaLM's z-loss from
-    the per-row statistics, reduced (the loss includes the z-loss term)."""
-    lse = stats.lse
-    eps = jnp.asarray(opts.label_smoothing, acc)
-    w = None if weight is None else weight.astype(acc)
-    if labels is None:
-        # Probabilities t, smoothed to t' = (1-eps) t + eps/C: -Σ_c w_c t'_c (s_c - lse).
-        assert mass is not None
-        valid, bad = jnp.ones(lse.shape, bool), None
-        base, row_weight = lse * mass - stats.picked, jnp.ones_like(lse)
-    else:
-        valid, safe_labels, bad = _numerics.class_id_rows(labels, num_classes, opts.ignore_index)
-        row_weight = jnp.ones_like(lse) if w is None else w[safe_labels]
-        base = row_weight * (lse - stats.picked)
-    loss = (1.0 - eps) * base
-    if not _known_zero(opts.label_smoothing):
-        # Σ_c w_c (lse - s_c) = lse·Σ_c w_c - Σ_c w_c s_c; eps = 0 adds exactly nothing,
-        # also where the logit sum is not finite.
-        assert stats.wsum is not None
-        total_weight = jnp.asarray(num_classes, acc) if w is None else jnp.sum(w)
-        smooth = (eps / num_classes) * (total_weight * lse - stats.wsum)
-        loss = loss + jnp.where(eps == 0, jnp.zeros_like(smooth), smooth)
-    token = jnp.ones_like(lse)
-    if token_weight is not None:
-        token = token_weight.reshape(lse.shape).astype(acc)
-        valid = valid & (token != 0)  # weight 0: the token takes no part (NaN stays NaN)
-        loss, row_weight = token * loss, token * row_weight
-    zero = jnp.zeros_like(lse)
-    loss = jnp.where(valid, loss, zero)
-    if bad is not None:
-        # A label that is neither ignored nor a class: its row's loss and gradient are NaN.
-        loss = _numerics.nan_rows(loss, bad)
-    z_term = zero
-    if not _known_zero(opts.z_loss):
-        z = jnp.asarray(opts.z_loss, acc)
-        z_term = jnp.where(valid & (z != 0), z * token * lse * lse, zero)
-    if opts.reduction == "sum":
-        loss, z_term = jnp.sum(loss), jnp.sum(z_term)
-    elif opts.reduction == "mean":
-        # torch's weighted mean (0 with gradient 0 when no row takes part); the z-loss is
-        # averaged over the tokens, not class-weighted.
-        loss = _numerics.torch_mean(loss, jnp.where(valid, row_weight, zero), valid)
-        z_term = _numerics.torch_mean(z_term, jnp.where(valid, token, zero), valid)
-    if bad is not None:
-        valid = valid & ~bad
-    return loss + z_term, z_term, valid
-
-
 def _fused(
     hidden: ArrayLike,
     linear_weight: ArrayLike,
@@ -390,19 +80,19 @@ def _fused(
     bias: ArrayLike | None,
     weight: ArrayLike | None,
     token_weight: ArrayLike | None,
-    opts: _Options,
+    opts: Options,
     chunk_size: int | None,
     axis_name: Hashable | None,
     names: tuple[str, str],
 ) -> Any:
     """The single-device and the vocab-parallel fused loss (``axis_name`` None or not)."""
-    hidden, linear_weight, bias = _check_linear(hidden, linear_weight, bias, names)
-    opts = _check_options(opts, hidden.dtype)
+    hidden, linear_weight, bias = check_linear(hidden, linear_weight, bias, names)
+    opts = check_options(opts, hidden.dtype)
     batch_shape, local = hidden.shape[:-1], linear_weight.shape[1]
-    labels = _check_targets(labels, batch_shape, local, "hidden", opts.ignore_index)
+    labels = check_targets(labels, batch_shape, local, "hidden", opts.ignore_index)
     hidden = hidden.reshape(-1, hidden.shape[-1])
-    vocab = _vocab(local, axis_name, opts.num_valid_classes)
-    weight, token_weight = _check_row_weights(weight, token_weight, vocab.classes, batch_shape)
+    vocab = local_vocab(local, axis_name, opts.num_valid_classes)
+    weight, token_weight = check_row_weights(weight, token_weight, vocab.classes, batch_shape)
     if axis_name is None and not jnp.issubdtype(labels.dtype, jnp.floating):
         _numerics.check_class_ids(labels, vocab.classes, opts.ignore_index)
     if chunk_size is None:
@@ -417,9 +107,14 @@ def _fused(
         return kernel.chunked_stats(kernel.Operands(*kernel.vary_like_mesh(operands)), cfg)
 
     acc = _numerics.compute_dtype(hidden.dtype)
-    return _head_loss(
-        stats_fn, labels, weight, token_weight, opts, vocab, batch_shape, axis_name, acc
+    return _result(
+        *head_loss(stats_fn, labels, weight, token_weight, opts, vocab, batch_shape, axis_name, acc)
     )
+
+
+def _result(loss: jax.Array, aux: tuple | None) -> Any:
+    """``loss``, or ``(loss, CrossEntropyAux)`` when the aux was asked for."""
+    return loss if aux is None else (loss, CrossEntropyAux(*aux))
 
 
 # --------------------------------------------------------------------------- public
@@ -535,7 +230,7 @@ def fused_linear_cross_entropy(
       Milakov & Gimelshein, "Online normalizer calculation for softmax" (2018);
       Chowdhery et al., "PaLM" (2022), z-loss; Gemma Team, "Gemma 2" (2024), soft-capping.
     """
-    opts = _Options(
+    opts = Options(
         ignore_index,
         label_smoothing,
         z_loss,
@@ -634,7 +329,7 @@ def vocab_parallel_fused_linear_cross_entropy(
       >>> print(round(float(loss[0]), 4), round(float(loss[1]), 4))
       2.0445 2.0445
     """
-    opts = _Options(
+    opts = Options(
         ignore_index,
         label_smoothing,
         z_loss,
@@ -732,7 +427,7 @@ def vocab_parallel_cross_entropy(
     logits_shard = _numerics.as_float_array(logits_shard, "logits_shard")
     if logits_shard.ndim < 1:
         raise ValueError("`logits_shard` must have shape [..., V / n], got a scalar.")
-    opts = _Options(
+    opts = Options(
         ignore_index,
         label_smoothing,
         z_loss,
@@ -742,17 +437,19 @@ def vocab_parallel_cross_entropy(
         return_aux,
         out_dtype,
     )
-    opts = _check_options(opts, logits_shard.dtype)
+    opts = check_options(opts, logits_shard.dtype)
     batch_shape, local = logits_shard.shape[:-1], logits_shard.shape[-1]
-    labels = _check_targets(labels, batch_shape, local, "logits_shard", ignore_index)
-    vocab = _vocab(local, axis_name, opts.num_valid_classes)
-    weight, token_weight = _check_row_weights(weight, token_weight, vocab.classes, batch_shape)
+    labels = check_targets(labels, batch_shape, local, "logits_shard", ignore_index)
+    vocab = local_vocab(local, axis_name, opts.num_valid_classes)
+    weight, token_weight = check_row_weights(weight, token_weight, vocab.classes, batch_shape)
     z = _numerics.upcast(logits_shard).reshape(-1, local)
 
     def stats_fn(local_labels, target, u, cap, limit, flags):
         cfg = kernel.Config(local, 1, **flags)
         return kernel.logits_stats(z, local_labels, target, u, cap, limit, cfg)
 
-    return _head_loss(
-        stats_fn, labels, weight, token_weight, opts, vocab, batch_shape, axis_name, z.dtype
+    return _result(
+        *head_loss(
+            stats_fn, labels, weight, token_weight, opts, vocab, batch_shape, axis_name, z.dtype
+        )
     )

@@ -17,6 +17,9 @@ Units are nats; ``base=2`` gives bits. Conventions:
 torch's ``F.kl_div(input, target)`` has its own twin, :func:`kl_div`, with torch's
 argument order and reductions; :func:`kl_divergence` keeps the textbook ``KL(p‖q)``
 of two distributions (see :func:`kl_div` for why there are two).
+
+The pointwise ``p·log q`` terms and their custom derivatives are in the private
+``jaxreg._entropy_terms``; this module checks the arguments and reduces.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
 from jaxreg import _numerics
+from jaxreg._entropy_terms import rel_entr, rel_entr_log, rel_entr_log_log, safe_xlogy
 
 __all__ = [
     "cross_entropy",
@@ -240,38 +244,6 @@ def log_softmax(
     return out.astype(dtype)
 
 
-# --- x log y with the 0·log 0 = 0 convention ------------------------------------------
-
-
-@jax.custom_jvp
-def _xlogy(x: jax.Array, y: jax.Array) -> jax.Array:
-    """``x·log y`` with ``0·log y = 0`` (see :func:`xlogy`), on arrays of one shape and dtype."""
-    zero = x == 0
-    # 0·log y = 0 for every y >= 0, but a NaN y stays NaN (a zero is not a NaN filter).
-    at_zero = jnp.where(jnp.isnan(y), y, jnp.zeros_like(x))
-    return jnp.where(zero, at_zero, x * jnp.log(jnp.where(zero, jnp.ones_like(y), y)))
-
-
-def _xlogy_jvp(primals, tangents):
-    x, y = primals
-    x_dot, y_dot = tangents
-    out = _xlogy(x, y)
-    positive = y > 0
-    y_safe = jnp.where(positive, y, jnp.ones_like(y))
-    terms = []
-    # Only the derivatives that are asked for are computed (symbolic zeros). Where y is
-    # not positive (0, and outside the domain: negative or NaN, where the value is
-    # NaN) the derivatives are 0, never NaN.
-    if not _numerics.is_symbolic_zero(x_dot):
-        terms.append(x_dot * jnp.where(positive, jnp.log(y_safe), jnp.zeros_like(y)))
-    if not _numerics.is_symbolic_zero(y_dot):
-        terms.append(y_dot * jnp.where(positive, x / y_safe, jnp.zeros_like(x)))
-    return out, _numerics.sum_terms(terms, out)
-
-
-_xlogy.defjvp(_xlogy_jvp, symbolic_zeros=True)
-
-
 @_numerics.compiled()
 def xlogy(x: ArrayLike, y: ArrayLike) -> jax.Array:
     r"""``x·log y`` with ``0·log y = 0`` for every ``y >= 0``, and gradients that never NaN.
@@ -315,7 +287,7 @@ def xlogy(x: ArrayLike, y: ArrayLike) -> jax.Array:
         ) from None
     work = _numerics.compute_dtype(dtype)
     x, y = (jnp.broadcast_to(a.astype(work), shape) for a in (x, y))
-    return _xlogy(x, y).astype(dtype)
+    return safe_xlogy(x, y).astype(dtype)
 
 
 def _prepare_pair(p: ArrayLike, q: ArrayLike, axis: Axis, names=("p", "q")):
@@ -386,7 +358,7 @@ def entropy(p: ArrayLike, axis: Axis = -1, *, base: ArrayLike | None = None) -> 
       1.0
     """
     work, dtype, axes, _ = _prepare(p, "p", axis, None)
-    return _in_base(0.0 - jnp.sum(_xlogy(work, work), axis=axes), base).astype(dtype)
+    return _in_base(0.0 - jnp.sum(safe_xlogy(work, work), axis=axes), base).astype(dtype)
 
 
 @_numerics.compiled("axis", check=_check_base)
@@ -461,7 +433,7 @@ def cross_entropy(
       1.0
     """
     p, q, dtype, ax = _prepare_pair(p, q, axis)
-    return _in_base(0.0 - jnp.sum(_xlogy(p, q), axis=ax), base).astype(dtype)
+    return _in_base(0.0 - jnp.sum(safe_xlogy(p, q), axis=ax), base).astype(dtype)
 
 
 @_numerics.compiled("axis", check=_check_base)
@@ -496,100 +468,11 @@ def kl_divergence(
     return _in_base(_kl(p, q, ax), base).astype(dtype)
 
 
-@jax.custom_jvp
-def _rel_entr(p: jax.Array, q: jax.Array) -> jax.Array:
-    """``p·log(p/q)``: 0 where ``p = 0`` (NaN if ``q`` is), ``+inf`` where ``p > 0 = q``.
-
-    One log, not two.
-
-    Its derivative is that of ``xlogy(p, p) - xlogy(p, q)``, with the same conventions.
-    """
-    zero = p == 0
-    ratio = jnp.where(zero, jnp.ones_like(p), p) / jnp.where(zero, jnp.ones_like(q), q)
-    at_zero = jnp.where(jnp.isnan(q), q, jnp.zeros_like(p))  # a NaN q stays NaN
-    return jnp.where(zero, at_zero, p * jnp.log(ratio))
-
-
-def _rel_entr_jvp(primals, tangents):
-    p, q = primals
-    p_dot, q_dot = tangents
-    out = _rel_entr(p, q)
-    p_pos, q_pos = p > 0, q > 0
-    q_safe = jnp.where(q_pos, q, jnp.ones_like(q))
-    terms = []
-    # ∂p = (log p + 1)·[p > 0] - log q·[q > 0];  ∂q = -(p / q)·[q > 0]. Only the
-    # derivatives that are asked for are computed (symbolic zeros): the gradient in q
-    # alone needs no logarithm.
-    if not _numerics.is_symbolic_zero(p_dot):
-        p_safe = jnp.where(p_pos, p, jnp.ones_like(p))
-        d_p = jnp.where(p_pos, jnp.log(p_safe) + 1.0, jnp.zeros_like(p)) - jnp.where(
-            q_pos, jnp.log(q_safe), jnp.zeros_like(q)
-        )
-        terms.append(p_dot * d_p)
-    if not _numerics.is_symbolic_zero(q_dot):
-        terms.append(q_dot * jnp.where(q_pos, -p / q_safe, jnp.zeros_like(q)))
-    return out, _numerics.sum_terms(terms, out)
-
-
-_rel_entr.defjvp(_rel_entr_jvp, symbolic_zeros=True)
-
-
 def _kl(p: jax.Array, q: jax.Array, axis: tuple[int, ...]) -> jax.Array:
-    return jnp.sum(_rel_entr(p, q), axis=axis)
+    return jnp.sum(rel_entr(p, q), axis=axis)
 
 
 # --- torch's F.kl_div: log-probabilities first, then the target ------------------------
-
-
-@jax.custom_jvp
-def _rel_entr_log(p: jax.Array, log_q: jax.Array) -> jax.Array:
-    """``p·(log p - log_q)`` with :func:`_rel_entr`'s conventions, ``q`` given as its log.
-
-    0 where ``p = 0`` (also at ``log_q = -inf``; NaN if ``log_q`` is NaN), ``+inf``
-    where ``p > 0`` and ``log_q = -inf``. No ``exp(log_q)`` is formed: a very negative
-    ``log_q`` (a ``q`` below the smallest float) still gives the finite, exact value.
-    """
-    zero = p == 0
-    p_safe = jnp.where(zero, jnp.ones_like(p), p)
-    log_q_safe = jnp.where(zero, jnp.zeros_like(log_q), log_q)
-    at_zero = jnp.where(jnp.isnan(log_q), log_q, jnp.zeros_like(p))  # a NaN log_q stays NaN
-    return jnp.where(zero, at_zero, p * (jnp.log(p_safe) - log_q_safe))
-
-
-def _rel_entr_log_jvp(primals, tangents):
-    p, log_q = primals
-    p_dot, log_q_dot = tangents
-    out = _rel_entr_log(p, log_q)
-    terms = []
-    # ∂p = (log p + 1)·[p > 0] - log_q·[log_q > -inf] (at p = 0: -log q, the derivative of
-    # -p·log q, as kl_divergence); ∂log_q = -p.
-    if not _numerics.is_symbolic_zero(p_dot):
-        p_pos = p > 0
-        finite = log_q > -jnp.inf
-        d_p = jnp.where(
-            p_pos, jnp.log(jnp.where(p_pos, p, jnp.ones_like(p))) + 1.0, jnp.zeros_like(p)
-        ) - jnp.where(finite, log_q, jnp.zeros_like(log_q))
-        terms.append(p_dot * d_p)
-    if not _numerics.is_symbolic_zero(log_q_dot):
-        terms.append(-(log_q_dot * p))
-    return out, _numerics.sum_terms(terms, out)
-
-
-_rel_entr_log.defjvp(_rel_entr_log_jvp, symbolic_zeros=True)
-
-
-def _rel_entr_log_log(log_p: jax.Array, log_q: jax.Array) -> jax.Array:
-    """``exp(log_p)·(log_p - log_q)``: 0 where ``log_p = -inf`` (NaN if ``log_q`` is NaN),
-    ``+inf`` where ``log_p > -inf = log_q``; both held constant (gradient 0), which is
-    the limit of the derivative at ``log_p -> -inf``. Plain autodiff elsewhere."""
-    zero = log_p == -jnp.inf
-    infinite = (log_q == -jnp.inf) & (log_p > -jnp.inf)  # a NaN log_p computes: NaN
-    held = zero | infinite
-    lp = jnp.where(held, jnp.zeros_like(log_p), log_p)
-    lq = jnp.where(held, jnp.zeros_like(log_q), log_q)
-    at_zero = jnp.where(jnp.isnan(log_q), log_q, jnp.zeros_like(log_p))
-    special = jnp.where(zero, at_zero, jnp.full_like(log_p, jnp.inf))
-    return jnp.where(held, special, jnp.exp(lp) * (lp - lq))
 
 
 def _check_kl_div(*, reduction: str, **_: object) -> None:
@@ -662,9 +545,9 @@ def kl_div(
     dtype = log_q.dtype
     log_q, target = _numerics.upcast(log_q), _numerics.upcast(target)
     if log_target:
-        pointwise = _rel_entr_log_log(target, log_q)
+        pointwise = rel_entr_log_log(target, log_q)
     else:
-        pointwise = _rel_entr_log(target, log_q)
+        pointwise = rel_entr_log(target, log_q)
     if reduction == "none":
         return pointwise.astype(dtype)
     total = jnp.sum(pointwise)

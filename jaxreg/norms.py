@@ -24,6 +24,10 @@ Conventions:
   orders, with gradient 0;
 * bf16/fp16 inputs are reduced in float32 and the result is returned in the input
   dtype.
+
+This module checks the arguments and handles the empty and masked cases; the kernels
+are private modules: ``jaxreg._p_norms`` (every vector order, the p-norms' custom JVP)
+and ``jaxreg._singular_values`` (the nuclear, 2 and -2 matrix norms).
 """
 
 from __future__ import annotations
@@ -35,10 +39,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 from jax.typing import ArrayLike
 
-from jaxreg import _numerics, _scaling
+from jaxreg import _numerics, _p_norms, _singular_values
 
 __all__ = [
     "frobenius_norm",
@@ -50,7 +53,6 @@ __all__ = [
 ]
 
 Ord = float | int | str | None
-Axes = tuple[int, ...]
 
 _MATRIX_ORDS = ("fro", "nuc", 1, -1, 2, -2, math.inf, -math.inf)
 
@@ -65,175 +67,6 @@ def _check_vector_ord(ord: Any) -> float:
     if math.isnan(ord):
         raise ValueError("`ord` must be a real number, inf or -inf for a vector norm, got nan.")
     return ord
-
-
-def _reduced_size(parts: Sequence[jax.Array], axes: Axes) -> int:
-    """The number of entries each norm reduces over (static: from the shapes)."""
-    return sum(math.prod(x.shape[a] for a in axes) for x in parts)
-
-
-def _sum(terms: Sequence[jax.Array], axes: Axes, keepdims: bool) -> jax.Array:
-    """``Σ`` over ``axes`` of every array in ``terms``, added together."""
-    return functools.reduce(jnp.add, [jnp.sum(t, axis=axes, keepdims=keepdims) for t in terms])
-
-
-def _max_abs(parts: Sequence[jax.Array], axes: Axes, keepdims: bool) -> jax.Array:
-    """``max |x|`` (NaN if any entry is NaN), with the subgradient of :func:`safe_abs`."""
-    return functools.reduce(
-        jnp.maximum, [jnp.max(_numerics.safe_abs(x), axis=axes, keepdims=keepdims) for x in parts]
-    )
-
-
-# --- p-norms, p > 0 and p != 1: one custom JVP --------------------------------------
-
-
-def _power(x: jax.Array, p: float) -> jax.Array:
-    # |x|^p; values only (the custom JVP below gives the derivative): 0^p = 0, NaN stays.
-    return x * x if p == 2.0 else jnp.abs(x) ** p
-
-
-def _root(s: jax.Array, p: float) -> jax.Array:
-    return jnp.sqrt(s) if p == 2.0 else s ** (1.0 / p)
-
-
-def _scaled_p_norm(parts: Sequence[jax.Array], p: float, axes: Axes, keepdims: bool) -> jax.Array:
-    """``2^e·‖x·2^-e‖_p`` with ``2^e`` near the magnitude ``m`` that dominates (exact scaling).
-
-    ``m`` is the largest magnitude for ``p > 0`` and the smallest for ``p < 0`` (where
-    ``|x|^p`` is largest for the smallest ``|x|``). The 2-norm sums the squares of
-    ``x·2^-e`` (at most 4 in magnitude) as they are. For other ``p`` the scaled entries
-    are further divided by ``t = m·2^-e`` (in ``[0.5, 4)``, so its reciprocal is
-    normal), making the largest term ``|x/m|^p = 1``: no power can overflow or
-    underflow harmfully, whatever ``p``. An infinite ``m`` keeps ``t = 1`` (``inf/inf``
-    would be NaN); a NaN ``m`` passes through. For ``p < 0`` a zero entry gives
-    ``|0|^p = inf``, so the sum is ``inf`` and the norm exactly 0 (torch's and NumPy's
-    value), with no special case.
-    """
-    extreme = (jnp.max, jnp.maximum) if p > 0 else (jnp.min, jnp.minimum)
-    m = functools.reduce(
-        extreme[1], [extreme[0](jnp.abs(x), axis=axes, keepdims=True) for x in parts]
-    )
-    down, up = _scaling.power_of_two_scale(m)
-    if p == 2.0:
-        scale = up
-        scaled = [x * down for x in parts]
-    else:
-        top = m * down  # exact: a power-of-two scaling of a normal number
-        t = jnp.where((top == 0) | jnp.isinf(top), jnp.ones_like(top), top)
-        scale = t * up  # = m (exact) where m is normal: t and up are the one reciprocal pair
-        scaled = [x * down / t for x in parts]
-    root = _root(_sum([_power(z, p) for z in scaled], axes, keepdims), p)
-    return root * (scale if keepdims else jnp.squeeze(scale, axes))
-
-
-def _two_norm_value(parts: Sequence[jax.Array], axes: Axes, keepdims: bool) -> jax.Array:
-    s = _sum([x * x for x in parts], axes, keepdims)
-    # The cheap check, on the sum of squares only: one that overflowed (inf), or that is
-    # below n·tiny/eps, where the squares lost to underflow (each below tiny) could have
-    # changed it by more than eps; this includes 0, which an all-zero input also gives
-    # and for which the rescaled branch returns 0 too. A NaN sum fails both tests and
-    # stays on the plain branch: sqrt(NaN) = NaN.
-    finfo = jnp.finfo(s.dtype)
-    threshold = _reduced_size(parts, axes) * float(finfo.tiny) / float(finfo.eps)
-    needs = jnp.any(jnp.isinf(s) | (s < threshold))
-    rescaled, plain = _two_norm_branches(axes, keepdims)
-    return lax.cond(needs, rescaled, plain, list(parts), s)
-
-
-@functools.cache
-def _two_norm_branches(axes: Axes, keepdims: bool):
-    """The two branches of the 2-norm's check, made once per (axes, keepdims).
-
-    ``lax.cond`` caches its traced branches by function identity: fresh lambdas on
-    every call would retrace and recompile each eager call.
-    """
-
-    def rescaled(parts: list[jax.Array], s: jax.Array) -> jax.Array:
-        return _scaled_p_norm(parts, 2.0, axes, keepdims)
-
-    def plain(parts: list[jax.Array], s: jax.Array) -> jax.Array:
-        return jnp.sqrt(s)
-
-    return rescaled, plain
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
-def _p_norm(parts: list[jax.Array], p: float, axes: Axes, keepdims: bool) -> jax.Array:
-    """``(Σ|x|^p)^(1/p)`` over ``parts`` (reduced over the same non-empty ``axes``)."""
-    if p == 2.0:
-        return _two_norm_value(parts, axes, keepdims)
-    return _scaled_p_norm(parts, p, axes, keepdims)
-
-
-def _dual(u: jax.Array, p: float) -> jax.Array:
-    """``sign(u)·|u|^(p-1)``, 0 at ``u == 0`` for every ``p`` (torch's rule for p < 1)."""
-    if p == 2.0:
-        return u
-    nonzero = u != 0  # the double where: NaN != 0, so NaN takes the computing branch
-    a = jnp.abs(jnp.where(nonzero, u, jnp.ones_like(u)))
-    return jnp.where(nonzero, jnp.sign(u) * a ** (p - 1.0), jnp.zeros_like(u))
-
-
-@_p_norm.defjvp
-def _p_norm_jvp(p, axes, keepdims, primals, tangents):
-    (parts,), (dparts,) = primals, tangents
-    n = _p_norm(parts, p, axes, keepdims)
-    n_b = n if keepdims else jnp.expand_dims(n, axes)
-    # d‖x‖_p = Σ sign(x)·(|x|/‖x‖)^(p-1)·dx. The ratio u = x/‖x‖ lies in [-1, 1]; it is
-    # formed as (x·2^-e)/(‖x‖·2^-e) so that no reciprocal leaves the normal range (1/‖x‖
-    # is subnormal above 2^126 in float32). At ‖x‖ = 0 it is 0 (the double where; a NaN
-    # norm fails `== 0` and takes the computing branch).
-    zero = n_b == 0
-    if p < 0:
-        # p < 0 over entries that are all infinite (where= fills masked-out entries with
-        # inf) has the norm inf and gradient 0 too: inf/inf would be NaN.
-        zero = zero | jnp.isinf(n_b)
-    down, _ = _scaling.power_of_two_scale(lax.stop_gradient(n_b))
-    denom = jnp.where(zero, jnp.ones_like(n_b), n_b * down)
-    return n, _sum(
-        [
-            _p_norm_partial(x, down, denom, zero, p) * dx
-            for x, dx in zip(parts, dparts, strict=True)
-        ],
-        axes,
-        keepdims,
-    )
-
-
-def _p_norm_partial(
-    x: jax.Array, down: jax.Array, denom: jax.Array, zero: jax.Array, p: float
-) -> jax.Array:
-    """``∂‖x‖/∂x = sign(x)·|x/‖x‖|^(p-1)``, 0 where ``zero`` (the norm is 0, or for ``p < 0``
-    infinite).
-
-    For ``p < 0`` an infinite entry (``where=`` fills masked-out entries with ``inf``)
-    takes no part and its partial is 0; it is held out of the ratio with a double where,
-    so that the derivative of this rule (second order) has no ``inf·0`` either.
-    """
-    if p < 0:
-        infinite = jnp.isinf(x)
-        x = jnp.where(infinite, jnp.zeros_like(x), x)
-        zero = zero | infinite
-    return jnp.where(zero, jnp.zeros_like(x), _dual(x * down / denom, p))
-
-
-def _vector_norm_parts(parts: Sequence[jax.Array], ord: float, axes: Axes, keepdims: bool):
-    """The ``ord`` vector norm of ``parts`` taken together (the reduction is non-empty)."""
-    if ord == math.inf:
-        return _max_abs(parts, axes, keepdims)
-    if ord == -math.inf:
-        return functools.reduce(
-            jnp.minimum,
-            [jnp.min(_numerics.safe_abs(x), axis=axes, keepdims=keepdims) for x in parts],
-        )
-    if ord == 0:
-        # The number of non-zero entries (NaN if one is NaN); piecewise constant, so its
-        # gradient is 0.
-        counts = [jnp.where(jnp.isnan(x), x, (x != 0).astype(x.dtype)) for x in parts]
-        return _sum(counts, axes, keepdims)
-    if ord == 1:
-        return _sum([_numerics.safe_abs(x) for x in parts], axes, keepdims)
-    return _p_norm(list(parts), ord, axes, keepdims)
 
 
 def _check_nonempty(ord: float, size: int, fn_name: str, what: str) -> None:
@@ -317,7 +150,7 @@ def vector_norm(
     x = _numerics.as_float_array(x, "x")
     ord = _check_vector_ord(ord)
     axes = _numerics.normalize_axes(axis, x.ndim)
-    size = _reduced_size([x], axes)
+    size = _p_norms.reduced_size([x], axes)
     _check_nonempty(ord, size, "vector_norm", f"axis {axes} of shape {x.shape}")
     work = _numerics.upcast(x)
     mask = _numerics.broadcast_where(where, x.shape)
@@ -330,7 +163,7 @@ def vector_norm(
     if size == 0:
         out = jnp.sum(work, axis=axes, keepdims=keepdims)  # a sum over nothing: 0
     else:
-        out = _vector_norm_parts([work], ord, axes, keepdims)
+        out = _p_norms.vector_norm_parts([work], ord, axes, keepdims)
     return out.astype(x.dtype)
 
 
@@ -371,76 +204,7 @@ def global_norm(tree: Any, ord: Ord = 2) -> jax.Array:
     parts = [jnp.ravel(leaf).astype(work) for leaf in leaves if leaf.size]
     if not parts:
         return jnp.zeros((), dtype=dtype)
-    return _vector_norm_parts(parts, ord, (0,), False).astype(dtype)
-
-
-# --- matrix norms ---------------------------------------------------------------
-
-
-def _scaled_for_svd(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(x·2^-e, 2^e, m)`` per matrix of ``x[..., r, c]``, ``m`` its largest magnitude.
-
-    Singular values are homogeneous, so the SVD runs on the exactly scaled matrix
-    (largest magnitude in ``[0.5, 4)``: no overflow or underflow inside the solver on
-    any backend). An all-zero or non-finite matrix is replaced by a stand-in with
-    distinct singular values ``1, 2, ...``: its SVD and that SVD's derivative (the
-    Hessian's path) have no NaN; :func:`_singular_value_result` replaces its value.
-    """
-    m = lax.stop_gradient(jnp.max(jnp.abs(x), axis=(-2, -1), keepdims=True))
-    down, up = _scaling.power_of_two_scale(m)
-    rows, cols = x.shape[-2:]
-    stand_in = jnp.eye(rows, cols, dtype=x.dtype) * jnp.arange(1, cols + 1, dtype=x.dtype)[None, :]
-    special = (m == 0) | ~jnp.isfinite(m)
-    x_safe = jnp.where(special, jnp.broadcast_to(stand_in, x.shape), x * down)
-    return x_safe, up[..., 0, 0], m[..., 0, 0]
-
-
-def _singular_value_result(s: jax.Array, up: jax.Array, m: jax.Array, which: str) -> jax.Array:
-    """``Σσ``, ``max σ`` or ``min σ`` from the scaled singular values ``s``.
-
-    At a special matrix: 0 (all zeros), NaN (a NaN entry: NaN in, NaN out, on every
-    backend, whatever its SVD does with NaN), ``inf`` (an infinite entry makes ``Σσ``
-    and ``max σ >= max|x|`` infinite; ``min σ`` is then undefined: NaN).
-    """
-    value = _pick(s, which) * up
-    inf_value = jnp.nan if which == "min" else jnp.inf
-    special = jnp.where(jnp.isinf(m), inf_value, m)  # m is 0, NaN or inf where it is used
-    return jnp.where((m == 0) | ~jnp.isfinite(m), special, value)
-
-
-def _pick(s: jax.Array, which: str) -> jax.Array:
-    if which == "nuc":
-        return jnp.sum(s, axis=-1)
-    return s[..., 0] if which == "max" else s[..., -1]
-
-
-def _make_singular_value_norm(which: str):
-    @jax.custom_jvp
-    def norm(x: jax.Array) -> jax.Array:
-        x_safe, up, m = _scaled_for_svd(x)
-        return _singular_value_result(jnp.linalg.svd(x_safe, compute_uv=False), up, m, which)
-
-    @norm.defjvp
-    def norm_jvp(primals, tangents):
-        (x,), (dx,) = primals, tangents
-        x_safe, up, m = _scaled_for_svd(x)
-        u, s, vh = jnp.linalg.svd(x_safe, full_matrices=False)
-        # d σ_k = u_kᵀ dX v_k (for Σσ: trace(Uᵀ dX V), torch's U Vᵀ subgradient); the
-        # singular vectors of x·2^-e are those of x.
-        dsigma = jnp.einsum("...ik,...ij,...kj->...k", u, dx, vh)
-        if which == "nuc":
-            tangent = jnp.sum(dsigma, axis=-1)
-        else:
-            tangent = dsigma[..., 0] if which == "max" else dsigma[..., -1]
-        # At an all-zero matrix the tangent is 0 (the stand-in's is discarded).
-        tangent = jnp.where(m == 0, jnp.zeros_like(tangent), tangent)
-        return _singular_value_result(s, up, m, which), tangent
-
-    return norm
-
-
-#: ``"nuc"``, ``2`` and ``-2`` of ``x[..., m, n]``.
-_SINGULAR_VALUE_NORMS = {w: _make_singular_value_norm(w) for w in ("nuc", "max", "min")}
+    return _p_norms.vector_norm_parts(parts, ord, (0,), False).astype(dtype)
 
 
 def _check_nonempty_matrix(ord: Ord, shape: tuple[int, ...], row: int, col: int) -> None:
@@ -518,7 +282,7 @@ def matrix_norm(
     if x.shape[row] == 0 or x.shape[col] == 0:
         out = jnp.sum(x, axis=(row, col), keepdims=keepdims)  # 0, as in torch
     elif ord == "fro":
-        out = _vector_norm_parts([x], 2.0, tuple(sorted((row, col))), keepdims)
+        out = _p_norms.vector_norm_parts([x], 2.0, tuple(sorted((row, col))), keepdims)
     elif ord in (1, -1, math.inf, -math.inf):
         # 1: column sums (over rows); inf: row sums (over columns). Sums of magnitudes
         # cannot overflow spuriously, and max/min keep a NaN.
@@ -531,7 +295,7 @@ def matrix_norm(
     else:
         which = {"nuc": "nuc", 2: "max", -2: "min"}[ord]
         moved = jnp.moveaxis(x, (row, col), (-2, -1))
-        out = _SINGULAR_VALUE_NORMS[which](moved)
+        out = _singular_values.SINGULAR_VALUE_NORMS[which](moved)
         if keepdims:
             out = jnp.expand_dims(out, axis=(row, col))
     return out.astype(dtype)

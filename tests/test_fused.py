@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from jaxreg import _fused_kernel as kernel
+from jaxreg import _fused_xla as xla
 from jaxreg import fused as jf
 from jaxreg import softmax_cross_entropy
 from tests.helpers import LOW_PRECISION, assert_finite, check_grads64
@@ -485,7 +486,7 @@ def test_bfloat16_accumulates_in_float32(rng, monkeypatch):
     rounded inputs to float32 rounding (bf16 would round 9.009 to 9.0). The weight gradient
     of bf16 is assembled in blocks (made 3 chunks small here), which must land every
     column in its place, also with every option on."""
-    monkeypatch.setattr(kernel, "BLOCK_BYTES", 3 * 4 * D * 2)
+    monkeypatch.setattr(xla, "BLOCK_BYTES", 3 * 4 * D * 2)
     dtype, rtol, _ = LOW_PRECISION["bfloat16"]
     data = inputs(rng)
     h, w, b = (jnp.asarray(data[k], dtype) for k in ("hidden", "linear_weight", "bias"))
@@ -645,11 +646,11 @@ def _loops_around(hlo: str, pattern: str) -> list[list[int | None]]:
 
 
 def test_bf16_weight_is_converted_at_most_once_per_block(monkeypatch):
-    """Workarounds 2 and 3 of jaxreg/_fused_kernel.py (the memory test cannot see them:
+    """Workarounds 2 and 3 of jaxreg/_fused_xla.py (the memory test cannot see them:
     XLA fuses the conversions): a float32 conversion of the whole bf16 ``(D, V)`` weight
     or gradient runs at most once per block of the weight gradient, never once per chunk
     (compiled for the CPU with 64 chunks in 16 blocks; nothing runs)."""
-    monkeypatch.setattr(kernel, "BLOCK_BYTES", 4 * 128 * 64 * 2)
+    monkeypatch.setattr(xla, "BLOCK_BYTES", 4 * 128 * 64 * 2)
     n, d, v = 256, 64, 8192
     spec = jax.ShapeDtypeStruct
     fn = jax.value_and_grad(
