@@ -31,6 +31,7 @@ import ml_dtypes
 import numpy as np
 import torch
 
+from parity_tests._sides import run_jax, run_torch, to_numpy, to_torch
 from parity_tests.errors import (
     DTYPES,
     LOW_PRECISION_DTYPES,
@@ -267,23 +268,6 @@ def torch_dtype(dtype: str) -> torch.dtype:
     return _TORCH_DTYPES[dtype]
 
 
-def to_torch(x: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A NumPy array as a torch tensor of the same dtype (bfloat16 through float32, exact)."""
-    if x.dtype == numpy_dtype("bfloat16"):
-        return torch.from_numpy(x.astype(np.float32)).to(device=device, dtype=torch.bfloat16)
-    return torch.from_numpy(np.array(x)).to(device)
-
-
-def to_numpy(x: Any) -> np.ndarray:
-    """A torch tensor (a copy, any dtype: bfloat16 through ``ml_dtypes``) or array as NumPy."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        if x.dtype == torch.bfloat16:
-            return x.float().numpy().astype(numpy_dtype("bfloat16"))
-        return x.numpy().copy()
-    return np.asarray(x)
-
-
 def _leaf_errors(
     names: Sequence[str],
     got: Sequence[np.ndarray],
@@ -301,28 +285,6 @@ def _leaf_errors(
     max_ref = max((leaf.scale for leaf in compared), default=0.0)
     rel = max_err / max_ref if max_ref > 0 else (0.0 if max_err == 0 else np.inf)
     return max_err, rel, [p for leaf in leaves for p in leaf.problems], leaves
-
-
-@functools.lru_cache(maxsize=512)
-def _jax_value_and_vjp(jax_fn: Callable[..., Any], grad_argnums: tuple[int, ...]):
-    """``jit((args, cotangents) -> (value, VJP w.r.t. grad_argnums))``, cached per function."""
-
-    @jax.jit
-    def run(args, cotangents):
-        if not grad_argnums:
-            return jax_fn(*args), []
-
-        def partial_fn(*diff):
-            full = list(args)
-            for i, d in zip(grad_argnums, diff, strict=True):
-                full[i] = d
-            return jax_fn(*full)
-
-        out, pullback = jax.vjp(partial_fn, *[args[i] for i in grad_argnums])
-        treedef = jax.tree_util.tree_structure(out)
-        return out, list(pullback(jax.tree_util.tree_unflatten(treedef, cotangents)))
-
-    return run
 
 
 def compare(
@@ -394,65 +356,13 @@ def _compare(
         if not is_floating(args[i].dtype):
             raise TypeError(f"grad_argnums includes input {i} of dtype {args[i].dtype}")
 
-    # --- JAX: the value and the VJP in one compiled call; the cotangent's shapes come
-    # from tracing alone (eval_shape), so nothing is compiled twice.
-    jargs = [jax.device_put(a, dev.jax_device) for a in args]
-    flat_shapes = jax.tree_util.tree_flatten_with_path(jax.eval_shape(jax_fn, *jargs))[0]
-    out_paths = [path for path, _ in flat_shapes]
-    out_shapes = [leaf for _, leaf in flat_shapes]
-    rng = np.random.default_rng(seed)
-    cotangents = [
-        rng.standard_normal(leaf.shape).astype(leaf.dtype)
-        if is_floating(leaf.dtype) or np.issubdtype(leaf.dtype, np.complexfloating)
-        else np.zeros(leaf.shape, leaf.dtype)
-        for leaf in out_shapes
-    ]
-    jax_out, jax_grads_raw = _jax_value_and_vjp(jax_fn, grad_argnums)(
-        jargs, [jax.device_put(c, dev.jax_device) for c in cotangents]
+    jax_side = run_jax(jax_fn, args, grad_argnums, dev.jax_device, seed)
+    torch_values, torch_grads = run_torch(
+        torch_fn, args, grad_argnums, jax_side.cotangents, dev.torch_device
     )
-    jax_leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(jax_out)]
-    jax_grads = [np.asarray(g) for g in jax_grads_raw]
-    # Where the value is infinite its derivative is not compared: zero the cotangent
-    # there and recompute (rare: only the edge cases with infinite values).
-    finite = [np.isfinite(to_numpy(leaf)) | ~is_floating(leaf.dtype) for leaf in jax_leaves]
-    if grad_argnums and not all(f.all() for f in finite):
-        cotangents = [
-            np.where(f, c, 0).astype(c.dtype) for f, c in zip(finite, cotangents, strict=True)
-        ]
-        _, jax_grads_raw = _jax_value_and_vjp(jax_fn, grad_argnums)(
-            jargs, [jax.device_put(c, dev.jax_device) for c in cotangents]
-        )
-        jax_grads = [np.asarray(g) for g in jax_grads_raw]
+    jax_leaves, jax_grads = jax_side.values, jax_side.grads
 
-    # --- torch: the same inputs, cotangents and devices.
-    targs = []
-    for i, a in enumerate(args):
-        t = to_torch(a, dev.torch_device)
-        if i in grad_argnums:
-            t.requires_grad_(True)
-        targs.append(t)
-    torch_out = torch_fn(*targs)
-    torch_leaves = jax.tree_util.tree_leaves(torch_out)
-    torch_values = [to_numpy(t) for t in torch_leaves]
-    torch_grads: list[np.ndarray] = []
-    if grad_argnums:
-        pairs = [
-            (t, to_torch(c, dev.torch_device))
-            for t, c in zip(torch_leaves, cotangents, strict=False)
-            if isinstance(t, torch.Tensor) and t.requires_grad
-        ]
-        wrt = [targs[i] for i in grad_argnums]
-        if pairs:
-            grads = torch.autograd.grad(
-                [p[0] for p in pairs], wrt, grad_outputs=[p[1] for p in pairs], allow_unused=True
-            )
-        else:
-            grads = [None] * len(wrt)
-        torch_grads = [
-            np.zeros(w.shape) if g is None else to_numpy(g) for g, w in zip(grads, wrt, strict=True)
-        ]
-
-    value_names = ["value" + jax.tree_util.keystr(p) for p in out_paths]
+    value_names = ["value" + jax.tree_util.keystr(p) for p in jax_side.paths]
     value_abs, value_rel, problems, leaves = _leaf_errors(
         value_names, jax_leaves, torch_values, tol, "value"
     )

@@ -20,18 +20,24 @@ products with the same random cotangent on both sides.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
-import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import torch
 from flax import nnx
 
+from parity_tests._calls import (
+    Call,
+    compare_leaves,
+    compare_named,
+    nnx_calls,
+    same_shape,
+    torch_calls,
+)
+from parity_tests._model_runs import prepare_models, run_nnx, run_torch
 from parity_tests.errors import (
     TOLERANCES,
     LeafError,
@@ -39,17 +45,9 @@ from parity_tests.errors import (
     format_table,
     is_floating,
     leaf_error,
-    numpy_dtype,
     worst,
 )
-from parity_tests.harness import (
-    cast_input,
-    get_device,
-    parity_settings,
-    to_numpy,
-    to_torch,
-    torch_dtype,
-)
+from parity_tests.harness import cast_input, get_device, parity_settings, to_numpy
 from parity_tests.naming import ParamMap, ParamMapping, module_pairs, nnx_key, untied_state
 
 __all__ = [
@@ -63,162 +61,8 @@ __all__ = [
     "torch_calls",
 ]
 
-#: One recorded submodule call: (module path, class name, input leaves, output leaves).
-Call = tuple[str, str, list[Any], list[Any]]
-
-
-# --------------------------------------------------------------------------- recording
-
-
-def _arrays(tree: Any) -> list[Any]:
-    """The array leaves of a call's arguments or result (no PRNG keys, no Python values)."""
-    return [
-        x
-        for x in jax.tree_util.tree_leaves(tree)
-        if isinstance(x, jax.Array) and not jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-    ]
-
-
-@contextlib.contextmanager
-def nnx_calls(model: nnx.Module) -> Iterator[list[Call]]:
-    """Records every call of ``model``'s submodules (and its own) while the block runs.
-
-    Python looks ``__call__`` up on the class, so the ``__call__`` of each class in the
-    module tree (the class in the MRO that defines it) is wrapped for the duration of
-    the block and restored afterwards; calls of instances outside ``model`` pass through.
-    A call is recorded when it returns (so a layer comes before the block that holds it),
-    once even where a subclass's ``__call__`` calls ``super().__call__``. Values are
-    those the block sees: traced values under ``jax.jit``, to be returned from it.
-
-    Yields:
-      The list the calls are appended to: ``(path, class name, inputs, outputs)``.
-    """
-    paths = {id(m): nnx_key(path) for path, m in nnx.iter_modules(model)}
-    instances = [m for _, m in nnx.iter_modules(model)]
-    originals: dict[type, Callable[..., Any]] = {}
-    for m in instances:
-        owner = next((k for k in type(m).__mro__ if "__call__" in vars(k)), None)
-        if owner is not None and owner is not object and owner not in originals:
-            originals[owner] = vars(owner)["__call__"]
-    records: list[Call] = []
-    running: set[int] = set()
-
-    def wrap(call: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(call)
-        def recorded(self: Any, *args: Any, **kwargs: Any) -> Any:
-            key = id(self)
-            if key not in paths or key in running:
-                return call(self, *args, **kwargs)
-            running.add(key)
-            try:
-                out = call(self, *args, **kwargs)
-            finally:
-                running.discard(key)
-            records.append((paths[key], type(self).__name__, _arrays((args, kwargs)), _arrays(out)))
-            return out
-
-        return recorded
-
-    for owner, call in originals.items():
-        owner.__call__ = wrap(call)
-    try:
-        yield records
-    finally:
-        for owner, call in originals.items():
-            owner.__call__ = call
-
-
-def _tensors(tree: Any) -> list[torch.Tensor]:
-    return [
-        x.detach().clone() for x in jax.tree_util.tree_leaves(tree) if isinstance(x, torch.Tensor)
-    ]
-
-
-@contextlib.contextmanager
-def torch_calls(model: torch.nn.Module) -> Iterator[list[Call]]:
-    """Records every call of ``model``'s submodules (and its own) with forward hooks.
-
-    Inputs are copied before the call (so in-place layers do not change them), outputs
-    after it; a call is recorded when it returns. The hooks are removed afterwards.
-
-    Yields:
-      The list the calls are appended to: ``(name, class name, inputs, outputs)``.
-    """
-    records: list[Call] = []
-    pending: dict[str, list[list[torch.Tensor]]] = {}
-    handles = []
-    for name, module in model.named_modules():
-
-        def before(m: Any, args: Any, kwargs: Any, name: str = name) -> None:
-            pending.setdefault(name, []).append(_tensors((args, kwargs)))
-
-        def after(m: Any, args: Any, kwargs: Any, out: Any, name: str = name) -> None:
-            records.append((name, type(m).__name__, pending[name].pop(), _tensors(out)))
-
-        handles.append(module.register_forward_pre_hook(before, with_kwargs=True))
-        handles.append(module.register_forward_hook(after, with_kwargs=True))
-    try:
-        yield records
-    finally:
-        for handle in handles:
-            handle.remove()
-
 
 # --------------------------------------------------------------------------- results
-
-
-def _channels_last(shape: tuple[int, ...]) -> tuple[int, ...]:
-    return (shape[0], *shape[2:], shape[1]) if len(shape) >= 3 else shape
-
-
-def _same_shape(jax_shape: tuple[int, ...], torch_shape: tuple[int, ...]) -> bool:
-    """Equal shapes, or torch's channels-first layout of the JAX channels-last one."""
-    return jax_shape == torch_shape or jax_shape == _channels_last(torch_shape)
-
-
-def _align(jax_value: np.ndarray, torch_value: np.ndarray) -> np.ndarray:
-    """The torch array in the JAX layout: as is, or channels moved last (NCHW -> NHWC)."""
-    if jax_value.shape != torch_value.shape and jax_value.shape == _channels_last(
-        torch_value.shape
-    ):
-        return np.moveaxis(torch_value, 1, -1)
-    return torch_value
-
-
-def _compare_named(
-    names: Sequence[str], got: Sequence[Any], want: Sequence[Any], tol: Tolerance
-) -> tuple[LeafError, ...]:
-    """Leaf by leaf over the leaves both sides have (the count is checked by the caller)."""
-    return tuple(
-        leaf_error(n, to_numpy(g), _align(to_numpy(g), to_numpy(w)), tol)
-        for n, g, w in zip(names, got, want, strict=False)
-    )
-
-
-def _compare_lists(
-    what: str, got: Sequence[Any], want: Sequence[Any], tol: Tolerance
-) -> tuple[LeafError, ...]:
-    """Leaf by leaf; when the counts differ (a torch call that takes ``q, k, v, mask``
-    against a flax call that takes ``x`` and ``mask=``), each JAX leaf is paired with
-    the next torch leaf of the same shape, in order, and leaves without a partner are
-    not compared (the layer's note says that the counts differ)."""
-    if len(got) != len(want):
-        pairs, start = [], 0
-        for i, g in enumerate(got):
-            shape = tuple(np.shape(g))
-            for j in range(start, len(want)):
-                if _same_shape(shape, tuple(np.shape(want[j]))):
-                    pairs.append((i, g, want[j]))
-                    start = j + 1
-                    break
-        return _compare_named(
-            [f"{what}[{i}]" for i, _, _ in pairs],
-            [g for _, g, _ in pairs],
-            [w for _, _, w in pairs],
-            tol,
-        )
-    names = [what] if len(got) == len(want) == 1 else [f"{what}[{i}]" for i in range(len(got))]
-    return _compare_named(names, got, want, tol)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -388,38 +232,6 @@ def _as_tuple(x: Any) -> tuple[Any, ...]:
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
 
 
-def prepare_models(
-    torch_model: torch.nn.Module, nnx_model: nnx.Module, dtype: str, device: str, train: bool
-) -> tuple[torch.nn.Module, nnx.Module]:
-    """Copies of both models in ``dtype`` on ``device``, in train or eval mode.
-
-    Cast as torch's ``.to(dtype)`` casts: floating parameters and buffers (nnx: every
-    floating state leaf), and the nnx modules' ``dtype``/``param_dtype`` attributes, so
-    that no layer computes in a dtype of its own.
-    """
-    dev = get_device(device)
-    torch_copy = copy.deepcopy(torch_model).to(device=dev.torch_device, dtype=torch_dtype(dtype))
-    torch_copy.train(train)
-    nnx_copy = nnx.clone(nnx_model)
-    target = numpy_dtype(dtype)
-    # Like torch's `.to(dtype)`: computation dtypes too (flax's Embed computes in its
-    # `dtype`, float32 by default, even on float64 parameters).
-    nnx_copy.set_attributes(dtype=target, param_dtype=target, raise_if_not_found=False)
-    if train:
-        nnx_copy.train()
-    else:
-        nnx_copy.eval()
-    graphdef, state = nnx.split(nnx_copy)
-    state = jax.tree.map(  # cast in NumPy: no compilation per leaf shape
-        lambda x: jax.device_put(
-            np.asarray(x).astype(target) if jnp.issubdtype(x.dtype, jnp.floating) else x,
-            dev.jax_device,
-        ),
-        state,
-    )
-    return torch_copy, nnx.merge(graphdef, state)
-
-
 def pair_calls(
     torch_records: list[Call], nnx_records: list[Call], modules: dict[str, str], tol: Tolerance
 ) -> tuple[list[LayerResult], list[str]]:
@@ -438,7 +250,7 @@ def pair_calls(
             unpaired.append(f"torch {name or '(model)'} [{ttype}]")
             continue
         path, ntype, nin, nout = nnx_by_key[key]
-        if nout and tout and not _same_shape(tuple(np.shape(nout[0])), tuple(tout[0].shape)):
+        if nout and tout and not same_shape(tuple(np.shape(nout[0])), tuple(tout[0].shape)):
             # paired through their parameters but computing different things (a torch
             # layer whose packed weights an nnx block splits): not comparable
             unpaired.append(f"torch {name or '(model)'} [{ttype}] (output shape differs)")
@@ -454,8 +266,8 @@ def pair_calls(
                 ttype,
                 ntype,
                 k,
-                _compare_lists("input", nin, tin, tol),
-                _compare_lists("output", nout, tout, tol),
+                compare_leaves("input", nin, tin, tol),
+                compare_leaves("output", nout, tout, tol),
                 note,
             )
         )
@@ -574,84 +386,19 @@ def _compare_models(
     torch_model, nnx_model = prepare_models(torch_model, nnx_model, dtype, device, train)
     mapping = ParamMapping(torch_model, nnx_model, param_map)
     floats = [i for i, a in enumerate(args) if is_floating(a.dtype)]
-    graphdef, params, rest = nnx.split(nnx_model, nnx.Param, ...)
-    jargs = [jax.device_put(a, dev.jax_device) for a in args]
-    jtargets = [jax.device_put(t, dev.jax_device) for t in targets]
-
-    labels: list[tuple[str, str]] = []  # (path, class) of each recorded call, set by tracing
-
-    def forward(params: Any, diff: list[jax.Array], record: bool) -> tuple[Any, Any]:
-        full = list(jargs)
-        for i, d in zip(floats, diff, strict=True):
-            full[i] = d
-        # fresh Variables at this trace level, so that layers may update their state
-        # (BatchNorm statistics, RNG counts) inside the trace
-        model = nnx.merge(graphdef, params, jax.tree.map(lambda x: x, rest))
-        with nnx_calls(model) if record else contextlib.nullcontext([]) as calls:
-            out = model(*full)
-        result = out if jax_loss is None else jax_loss(out, *jtargets)
-        labels[:] = [(path, kind) for path, kind, _, _ in calls]
-        return result, (out, [(ins, outs) for _, _, ins, outs in calls])
-
-    def run(params: Any, diff: list[jax.Array], cotangent: Any, record: bool) -> Any:
-        result, pullback, (out, calls) = jax.vjp(
-            lambda p, d: forward(p, d, record), params, diff, has_aux=True
-        )
-        return out, result, pullback(cotangent), calls
-
-    diff = [jargs[i] for i in floats]
-    shapes = jax.eval_shape(lambda p, d: forward(p, d, False)[0], params, diff)
-    rng = np.random.default_rng(seed)
-    if jax_loss is None:
-        cotangent = jax.tree.map(
-            lambda s: (
-                rng.standard_normal(s.shape).astype(s.dtype)
-                if jnp.issubdtype(s.dtype, jnp.floating)
-                else np.zeros(s.shape, s.dtype)
-            ),
-            shapes,
-        )
-    else:
-        cotangent = np.ones(shapes.shape, shapes.dtype)
-    compiled = jax.jit(run, static_argnums=3)
-    try:
-        out, result, (grads, diff_grads), values = compiled(params, diff, cotangent, layers)
-    except jax.errors.UnexpectedTracerError:  # a call recorded inside a JAX transform
-        out, result, (grads, diff_grads), values = compiled(params, diff, cotangent, False)
-    calls = [(*label, *value) for label, value in zip(labels, values, strict=True)]
-
-    # --- torch: the same inputs, cotangent, and hooks on every submodule.
-    targs = []
-    for i, a in enumerate(args):
-        t = to_torch(a, dev.torch_device)
-        targs.append(t.requires_grad_(True) if i in floats else t)
-    with torch_calls(torch_model) if layers else contextlib.nullcontext([]) as torch_records:
-        torch_out = torch_model(*targs)
-    torch_result = (
-        torch_out
-        if torch_loss is None
-        else torch_loss(torch_out, *(to_torch(t, dev.torch_device) for t in targets))
+    jax_run = run_nnx(nnx_model, args, targets, jax_loss, floats, dev.jax_device, layers, seed)
+    torch_run = run_torch(
+        torch_model, args, targets, torch_loss, jax_run.cotangent, floats, dev.torch_device, layers
     )
-    named = {n: p for n, p in torch_model.named_parameters() if p.requires_grad}
-    result_leaves = [
-        t for t in jax.tree_util.tree_leaves(torch_result) if isinstance(t, torch.Tensor)
-    ]
-    cot_leaves = [to_torch(np.asarray(c), dev.torch_device) for c in jax.tree.leaves(cotangent)]
-    wrt = [*named.values(), *(targs[i] for i in floats)]
-    torch_grads = torch.autograd.grad(
-        result_leaves, wrt, grad_outputs=cot_leaves[: len(result_leaves)], allow_unused=True
-    )
-    torch_grads = [
-        torch.zeros_like(w) if g is None else g for g, w in zip(torch_grads, wrt, strict=True)
-    ]
+    named, torch_grads = torch_run.named, torch_run.grads
 
     # --- outputs, gradients, layers
-    out_paths = jax.tree_util.tree_flatten_with_path(out)[0]
+    out_paths = jax.tree_util.tree_flatten_with_path(jax_run.out)[0]
     out_names = ["output" + jax.tree_util.keystr(p) for p, _ in out_paths]
     torch_out_leaves = [
-        t for t in jax.tree_util.tree_leaves(torch_out) if isinstance(t, torch.Tensor)
+        t for t in jax.tree_util.tree_leaves(torch_run.out) if isinstance(t, torch.Tensor)
     ]
-    outputs = list(_compare_named(out_names, [v for _, v in out_paths], torch_out_leaves, tol))
+    outputs = list(compare_named(out_names, [v for _, v in out_paths], torch_out_leaves, tol))
     if len(out_paths) != len(torch_out_leaves):
         outputs.append(
             LeafError(
@@ -666,12 +413,12 @@ def _compare_models(
             )
         )
     if jax_loss is not None:
-        outputs.append(leaf_error("loss", result, torch_result, tol))
+        outputs.append(leaf_error("loss", jax_run.result, torch_run.result, tol))
 
     state = {k: to_numpy(v) for k, v in untied_state(torch_model).items()}
     state.update({n: to_numpy(g) for n, g in zip(named, torch_grads, strict=False)})
     torch_by_path = mapping.to_nnx(state)
-    jax_by_path = {nnx_key(p): v for p, v in nnx.to_flat_state(grads)}
+    jax_by_path = {nnx_key(p): v for p, v in nnx.to_flat_state(jax_run.grads)}
     grad_errors = tuple(
         leaf_error(
             pair.label,
@@ -683,17 +430,17 @@ def _compare_models(
     )
     input_grads = tuple(
         leaf_error(f"input[{i}]", g, t, tol)
-        for i, g, t in zip(floats, diff_grads, torch_grads[len(named) :], strict=True)
+        for i, g, t in zip(floats, jax_run.input_grads, torch_grads[len(named) :], strict=True)
     )
 
     layer_results, unpaired = [], []
-    if layers and calls:
+    if layers and jax_run.calls:
         modules = module_pairs(
             mapping.pairs,
             [n for n, _ in torch_model.named_modules()],
             [nnx_key(p) for p, _ in nnx.iter_modules(nnx_model)],
         )
-        layer_results, unpaired = pair_calls(torch_records, calls, modules, tol)
+        layer_results, unpaired = pair_calls(torch_run.records, jax_run.calls, modules, tol)
     return ModelParity(
         name=name,
         dtype=dtype,

@@ -73,21 +73,18 @@ traced JAX arrays, so a torch-layout parameter list can drive an nnx module insi
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import re
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import torch
 from flax import nnx
 from flax.nnx.nn.attention import dot_product_attention_weights
 
-from torch_ref import _bridge_checks as checks
 from torch_ref import _bridge_layers as layers
+from torch_ref import _bridge_match as matching
+from torch_ref import _bridge_sides as sides
 
 __all__ = [
     "PortingWarning",
@@ -102,10 +99,8 @@ __all__ = [
 ]
 
 Path = layers.Path
-#: ``[(pattern, replacement), ...]`` applied to torch names with ``re.sub``, or a callable
-#: ``torch name -> nnx name`` (``None``: leave that torch tensor out on purpose).
-Rename = Sequence[tuple[str, str]] | Callable[[str], str | None] | None
-TorchSource = torch.nn.Module | Mapping[str, Any]
+Rename = sides.Rename  # regex pairs, a callable torch name -> nnx name, or None
+TorchSource = sides.TorchSource
 NnxModule = TypeVar("NnxModule", bound=nnx.Module)
 TorchModule = TypeVar("TorchModule", bound=TorchSource)
 
@@ -119,191 +114,7 @@ class UnmatchedWeightsWarning(PortingWarning):
     """``strict=False`` left tensors uncopied: the message lists them as the error would."""
 
 
-# --------------------------------------------------------------------------- the nnx side
-
-
-@dataclasses.dataclass
-class _NnxSide:
-    entries: dict[str, layers.Entry]
-    variables: dict[Path, nnx.Variable]
-    modules: dict[Path, Any]
-    statics: list[tuple[Path, Any]]
-
-
-def _nnx_side(nnx_module: nnx.Module) -> _NnxSide:
-    if not isinstance(nnx_module, nnx.Module):
-        raise TypeError(
-            f"torch_ref.bridge: the nnx side must be a flax.nnx.Module, got "
-            f"{type(nnx_module).__name__}; pass the module itself (an abstract one from "
-            f"nnx.eval_shape works too)."
-        )
-    modules: dict[Path, Any] = {}
-    variables: dict[Path, nnx.Variable] = {}
-    statics: list[tuple[Path, Any]] = []
-    for path, node in nnx.iter_graph(nnx_module):
-        if isinstance(node, nnx.Variable):
-            if isinstance(node, (nnx.Param, nnx.BatchStat)):
-                variables[path] = node
-        elif isinstance(node, nnx.Module):
-            modules[path] = node
-        elif path and checks.gelu_mode(node) is not None:
-            statics.append((path, node))  # an activation to compare with torch's
-    order = {path: i for i, path in enumerate(sorted(variables, key=_path_key))}
-    below: dict[Path, list[Path]] = {}  # module path -> every variable path under it
-    for path in variables:
-        for depth in range(len(path)):
-            below.setdefault(path[:depth], []).append(path)
-    owned: set[Path] = set()
-    entries: list[layers.Entry] = []
-    for path in sorted(modules, key=len):
-        inside = [p for p in below.get(path, []) if p not in owned]
-        local = {layers.path_name(p[len(path) :]): variables[p] for p in inside}
-        found = layers.layer_entries(path, modules[path], local)
-        if found is not None:
-            entries += found
-            owned.update(p for entry in found for p in entry.paths)
-    loose: dict[Path, dict[str, nnx.Variable]] = {}
-    for path, variable in variables.items():
-        if path not in owned:
-            loose.setdefault(path[:-1], {})[str(path[-1])] = variable
-    for parent, local in loose.items():
-        entries += layers.loose_entries(parent, modules.get(parent), local)
-    # layer by layer in the order of the nnx state, each layer's tensors in torch's order
-    first: dict[Path, int] = {}
-    for entry in entries:
-        for p in entry.paths:
-            first[entry.layer] = min(first.get(entry.layer, len(order)), order[p])
-    entries.sort(key=lambda e: first.get(e.layer, len(order)))
-    by_name: dict[str, layers.Entry] = {}
-    for entry in entries:
-        if entry.name in by_name:
-            raise ValueError(
-                f"torch_ref.bridge: the nnx variables {_nnx_paths(by_name[entry.name])} and "
-                f"{_nnx_paths(entry)} both become the torch tensor {entry.name!r}; rename one "
-                f"of them in the nnx module."
-            )
-        by_name[entry.name] = entry
-    return _NnxSide(by_name, variables, modules, statics)
-
-
-def _path_key(path: Path) -> tuple:
-    return tuple((0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in path)
-
-
-def _nnx_paths(entry: layers.Entry) -> str:
-    return ", ".join("/".join(map(str, p)) for p in entry.paths)
-
-
-# --------------------------------------------------------------------------- the torch side
-
-
-def _renamer(rename: Rename) -> Callable[[str], str | None]:
-    if rename is None:
-        return lambda name: name
-    if callable(rename):
-
-        def call(name: str) -> str | None:
-            new = rename(name)
-            if new is not None and not isinstance(new, str):
-                raise TypeError(
-                    f"torch_ref.bridge: `rename` returned {new!r} for {name!r}; it must return "
-                    f"the nnx-side name as a str, or None to leave the tensor out."
-                )
-            return new
-
-        return call
-    try:
-        rules = [(re.compile(pattern), str(replacement)) for pattern, replacement in rename]
-    except (TypeError, ValueError) as error:
-        raise TypeError(
-            "torch_ref.bridge: `rename` must be a list of (pattern, replacement) pairs, e.g. "
-            "[(r'^emb\\.', 'embed.')], or a callable name -> name; got "
-            f"{rename!r} ({error})."
-        ) from None
-
-    def apply(name: str) -> str:
-        for pattern, replacement in rules:
-            name = pattern.sub(replacement, name)
-        return name
-
-    return apply
-
-
-def _torch_tensors(source: TorchSource, where: str) -> tuple[dict[str, Any], Any]:
-    """``(name -> tensor or array, the module or None)``."""
-    if isinstance(source, torch.nn.Module):
-        return dict(source.state_dict(keep_vars=True)), source
-    if isinstance(source, Mapping):
-        return dict(source), None
-    raise TypeError(
-        f"{where}: the torch side must be a torch.nn.Module or a state_dict (a mapping of "
-        f"names to tensors or arrays), got {type(source).__name__}."
-    )
-
-
-def _storage(value: Any) -> tuple | None:
-    """What makes two torch tensors the same memory (tied weights), or None."""
-    if not isinstance(value, torch.Tensor) or value.device.type == "meta":
-        return None
-    ptr = value.untyped_storage().data_ptr()
-    if ptr == 0:
-        return None
-    return (ptr, value.storage_offset(), tuple(value.shape), value.stride(), value.dtype)
-
-
-# --------------------------------------------------------------------------- matching
-
-
-def _tree(names: Sequence[str]) -> dict:
-    """Dotted names as a tree of dicts; a leaf holds the full name."""
-    root: dict = {}
-    for name in names:
-        node, parts = root, name.split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):  # a name that is also a prefix: leave it out
-                break
-            node = child
-        else:
-            node.setdefault(parts[-1], name)
-    return root
-
-
-def _is_list(keys: Any) -> bool:
-    keys = list(keys)
-    return bool(keys) and all(k.isdigit() for k in keys)
-
-
-def _pair(a: Any, b: Any, pairs: list[tuple[str, str]]) -> None:
-    if isinstance(a, str) and isinstance(b, str):
-        pairs.append((a, b))
-    elif isinstance(a, dict) and isinstance(b, dict):
-        _match(a, b, pairs)
-
-
-def _match(t: dict, n: dict, pairs: list[tuple[str, str]]) -> None:
-    """Pairs the leaves of two name trees by structure: equal names; two lists of
-    different indices in order; a list against an attribute holding one."""
-    if _is_list(t) and _is_list(n) and set(t) != set(n) and len(t) == len(n):
-        for a, b in zip(sorted(t, key=int), sorted(n, key=int), strict=True):
-            _pair(t[a], n[b], pairs)
-        return
-    for key in t.keys() & n.keys():
-        _pair(t[key], n[key], pairs)
-    t_rest = {k: v for k, v in t.items() if k not in n}
-    n_rest = {k: v for k, v in n.items() if k not in t}
-    if not (t_rest and n_rest):
-        return
-    for rest, other, flip in ((n_rest, t_rest, False), (t_rest, n_rest, True)):
-        if not _is_list(other):
-            continue
-        holders = [k for k, v in rest.items() if isinstance(v, dict) and _is_list(v)]
-        if len(holders) == 1:
-            if flip:
-                _match(rest[holders[0]], other, pairs)
-            else:
-                _match(other, rest[holders[0]], pairs)
-            return
+# --------------------------------------------------------------------------- the map
 
 
 @dataclasses.dataclass
@@ -331,84 +142,20 @@ class WeightMap:
     tied: dict[str, str]
     skipped: list[str]
     notes: list[str]
-    _entries: dict[str, layers.Entry] = dataclasses.field(repr=False)
-    _renamed: dict[str, str] = dataclasses.field(repr=False)
-    _shapes: dict[Path, tuple[int, ...]] = dataclasses.field(repr=False)
-    _torch_shapes: dict[str, tuple[int, ...]] = dataclasses.field(repr=False)
-    _paired: dict[str, str] = dataclasses.field(repr=False)
+    _names: matching.Names = dataclasses.field(repr=False)
 
     @property
     def complete(self) -> bool:
         """True when every tensor on both sides has its twin with the same shape."""
         return not (self.only_torch or self.only_nnx or self.shape_mismatch)
 
-    def _paths(self, entry: layers.Entry) -> str:
-        return ", ".join(f"{'/'.join(map(str, p))} {self._shapes[p]}" for p in entry.paths)
-
-    def _nnx_text(self, name: str) -> str:
-        entry = self._entries[name]
-        return f"{name} {entry.shape} [nnx {self._paths(entry)}]"
-
-    def _torch_text(self, name: str, shape: tuple[int, ...]) -> str:
-        renamed = self._renamed.get(name, name)
-        alias = f" (renamed {renamed})" if renamed != name else ""
-        return f"{name}{alias} {tuple(shape)}"
-
     def problems(self) -> str:
         """The unmatched and mis-shaped tensors, one per line with the nearest candidate."""
-        lines = []
-        original = {new: old for old, new in self._renamed.items()}
-        nnx_names = list(self.only_nnx) or [n for n, e in self._entries.items() if e.paths]
-        torch_names = [self._renamed[n] for n in self.only_torch] or list(original)
-        if self.only_torch:
-            lines.append(f"  only in torch ({len(self.only_torch)}):")
-            for name, shape in self.only_torch.items():
-                near = _nearest(self._renamed[name], nnx_names)
-                hint = f"; nearest in nnx: {self._nnx_text(near)}" if near else ""
-                lines.append(f"    {self._torch_text(name, shape)}{hint}")
-        if self.only_nnx:
-            lines.append(f"  only in nnx ({len(self.only_nnx)}), named as torch would name them:")
-            for name in self.only_nnx:
-                near = _nearest(name, torch_names)
-                hint = ""
-                if near is not None:
-                    near = original[near]
-                    hint = f"; nearest in torch: {self._torch_text(near, self._tshape(near))}"
-                lines.append(f"    {self._nnx_text(name)}{hint}")
-        if self.shape_mismatch:
-            lines.append(f"  shapes differ ({len(self.shape_mismatch)}):")
-            for name, (torch_shape, nnx_shape) in self.shape_mismatch.items():
-                entry = self._entries[self._paired[name]]
-                other = "" if entry.name == self._renamed[name] else f" {entry.name}"
-                lines.append(
-                    f"    {name}: torch {tuple(torch_shape)}, nnx{other} {nnx_shape} "
-                    f"[{self._paths(entry)}]"
-                )
-        return "\n".join(lines)
-
-    def _tshape(self, name: str) -> tuple[int, ...]:
-        return tuple(self._torch_shapes.get(name, ()))
+        return self._names.problems(self.only_torch, self.only_nnx, self.shape_mismatch)
 
     def __str__(self) -> str:
-        lines = [f"{len(self.matched)} tensors copy:"]
-        for torch_name, nnx_name in self.matched.items():
-            entry = self._entries[nnx_name]
-            layout = f": {entry.layout}" if entry.layout else ""
-            lines.append(
-                f"  {self._torch_text(torch_name, self._tshape(torch_name))} <- "
-                f"{entry.kind} {self._paths(entry)}{layout}"
-            )
-        lines += [f"  {alias} is tied to {name} in torch" for alias, name in self.tied.items()]
-        lines += [f"  {name} left out by `rename`" for name in self.skipped]
-        if not self.complete:
-            lines.append(self.problems())
-        lines += [f"  setting: {note}" for note in self.notes]
-        return "\n".join(lines)
-
-
-def _nearest(name: str, candidates: Sequence[str]) -> str | None:
-    found = difflib.get_close_matches(name, candidates, n=1, cutoff=0.0)
-    return found[0] if found else None
+        problems = None if self.complete else self.problems()
+        return self._names.table(self.matched, self.tied, self.skipped, self.notes, problems)
 
 
 def _map(
@@ -419,164 +166,21 @@ def _map(
     where: str,
     required: Callable[[nnx.Variable], bool] = lambda v: True,
     notes: bool = True,
-) -> tuple[WeightMap, _NnxSide, dict[str, Any], Any, list[tuple[str, layers.Entry]]]:
-    side = _nnx_side(nnx_module)
-    tensors, torch_module = _torch_tensors(torch_source, where)
-    apply = _renamer(rename)
-    renamed: dict[str, str] = {}
-    skipped: list[str] = []
-    owner: dict[str, str] = {}
-    for name in tensors:
-        new = apply(name)
-        if new is None:
-            skipped.append(name)
-            continue
-        if new in owner:
-            raise ValueError(
-                f"{where}: `rename` maps both {owner[new]!r} and {name!r} to {new!r}; every "
-                f"torch tensor needs its own name."
-            )
-        owner[new] = name
-        renamed[name] = new
-    pairs_by_name: list[tuple[str, str]] = []
-    _match(_tree(list(owner)), _tree(list(side.entries)), pairs_by_name)
-    position = {name: i for i, name in enumerate(tensors)}
-    pairs = sorted(
-        ((owner[t], side.entries[n]) for t, n in pairs_by_name), key=lambda p: position[p[0]]
+) -> tuple[WeightMap, matching.Pairing]:
+    found = matching.correspond(
+        torch_source, nnx_module, rename, where=where, required=required, notes=notes
     )
-    paired_torch = {t for t, _ in pairs}
-    paired_nnx = {e.name for _, e in pairs}
-
-    storages: dict[tuple, str] = {}
-    group: dict[str, str] = {}  # torch name -> the first name of its memory
-    for name in tensors:
-        key = _storage(tensors[name])
-        if key is not None:
-            group[name] = storages.setdefault(key, name)
-    matched_groups: dict[str, str] = {}
-    for t, _ in pairs:
-        if t in group:
-            matched_groups.setdefault(group[t], t)
-    tied = {
-        name: matched_groups[group[name]]
-        for name in renamed
-        if name not in paired_torch and name in group and group[name] in matched_groups
-    }
-
-    shapes = {path: tuple(v.shape) for path, v in side.variables.items()}
-    torch_shapes = {name: tuple(np.shape(v)) for name, v in tensors.items()}
-    matched: dict[str, str] = {}
-    mismatch: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
-    copies: list[tuple[str, layers.Entry]] = []
-    for t, entry in pairs:
-        if entry.optional:
-            continue
-        if torch_shapes[t] != entry.shape:
-            mismatch[t] = (torch_shapes[t], entry.shape)
-            continue
-        matched[t] = entry.name
-        copies.append((t, entry))
-    only_torch = {
-        name: torch_shapes[name]
-        for name in renamed
-        if name not in paired_torch and name not in tied
-    }
-    only_nnx = {
-        entry.name: entry.shape
-        for entry in side.entries.values()
-        if entry.name not in paired_nnx
-        and not entry.optional
-        and all(required(side.variables[p]) for p in entry.paths)
-    }
-    found_notes: list[checks.Note] = []
-    if notes and torch_module is not None:
-        found_notes = _config_notes(torch_module, side, pairs)
-        groups: dict[str, list[str]] = {}
-        for t, _ in copies:
-            if t in group:
-                groups.setdefault(group[t], []).append(t)
-        for names in groups.values():
-            if len(names) > 1:
-                found_notes.append(
-                    checks.Note(
-                        "tied weights",
-                        names[0],
-                        ", ".join(matched[n] for n in names),
-                        f"torch ties {', '.join(names)} (one tensor), the nnx model has "
-                        f"{len(names)} variables",
-                        "to_nnx copies the tensor to each; from_nnx writes each into the one "
-                        "tensor, the last one wins: tie them in nnx too (e.g. Embed.attend)",
-                    )
-                )
     wmap = WeightMap(
-        matched=matched,
-        only_torch=only_torch,
-        only_nnx=only_nnx,
-        shape_mismatch=mismatch,
-        tied=tied,
-        skipped=skipped,
-        notes=checks.messages(found_notes),
-        _entries=side.entries,
-        _renamed=renamed,
-        _shapes=shapes,
-        _torch_shapes=torch_shapes,
-        _paired={t: e.name for t, e in pairs},
+        matched=found.matched,
+        only_torch=found.only_torch,
+        only_nnx=found.only_nnx,
+        shape_mismatch=found.shape_mismatch,
+        tied=found.tied,
+        skipped=found.skipped,
+        notes=found.notes,
+        _names=found.names,
     )
-    return wmap, side, tensors, torch_module, copies
-
-
-def _torch_child(root: torch.nn.Module, path: str) -> Any:
-    """The submodule (or attribute) of ``root`` at a dotted path, or None."""
-    obj: Any = root
-    for part in path.split(".") if path else []:
-        modules = getattr(obj, "_modules", None)
-        if modules is not None and part in modules:
-            obj = modules[part]
-        else:
-            obj = getattr(obj, part, None)
-        if obj is None:
-            return None
-    return obj
-
-
-def _config_notes(
-    torch_module: torch.nn.Module, side: _NnxSide, pairs: list[tuple[str, layers.Entry]]
-) -> list[checks.Note]:
-    found: list[checks.Note] = []
-    seen: set[tuple[str, Path]] = set()
-    places: dict[Path, str] = {}  # nnx path -> torch path of the same place
-    for t, entry in pairs:
-        if t == entry.local:
-            prefix = ""
-        elif t.endswith("." + entry.local):
-            prefix = t[: -len(entry.local) - 1]
-        else:
-            continue  # renamed inside the layer: no module to compare
-        if (prefix, entry.layer) in seen:
-            continue
-        seen.add((prefix, entry.layer))
-        torch_layer = _torch_child(torch_module, prefix)
-        nnx_layer = side.modules.get(entry.layer)
-        if torch_layer is not None and nnx_layer is not None:
-            found += checks.check_layer(
-                torch_layer, nnx_layer, prefix, layers.path_name(entry.layer)
-            )
-        t_parts, n_parts = prefix.split(".") if prefix else [], list(entry.layer)
-        while True:
-            places.setdefault(tuple(n_parts), ".".join(t_parts))
-            if not (t_parts and n_parts and t_parts[-1] == str(n_parts[-1])):
-                break
-            t_parts, n_parts = t_parts[:-1], n_parts[:-1]
-    others = [(p, m) for p, m in side.modules.items() if isinstance(m, nnx.Dropout)]
-    for path, obj in [*others, *side.statics]:
-        if not path or path[:-1] not in places:
-            continue
-        parent = places[path[:-1]]
-        torch_path = f"{parent}.{path[-1]}" if parent else str(path[-1])
-        torch_obj = _torch_child(torch_module, torch_path)
-        if torch_obj is not None:
-            found += checks.check_activation(torch_obj, obj, torch_path, layers.path_name(path))
-    return found
+    return wmap, found
 
 
 def _enforce(where: str, wmap: WeightMap, strict: bool, *, warn_notes: bool = True) -> None:
@@ -604,24 +208,6 @@ def _enforce(where: str, wmap: WeightMap, strict: bool, *, warn_notes: bool = Tr
 
 
 # --------------------------------------------------------------------------- conversions
-
-
-def _host(x: Any) -> Any:
-    """``x`` as an array that shares no memory with its source: torch tensors and NumPy
-    arrays are copied (a torch optimizer step must never change an nnx model); JAX
-    arrays, traced or not, are immutable and kept."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        if x.dtype == torch.bfloat16:  # NumPy has no bfloat16; float32 holds it exactly
-            return x.to(torch.float32).numpy().astype(jnp.bfloat16)
-        return x.numpy().copy()
-    if isinstance(x, np.ndarray):
-        return x.copy()
-    return x
-
-
-def _value(x: Any) -> Any:
-    return x[...] if isinstance(x, nnx.Variable) else x
 
 
 def weight_map(
@@ -701,16 +287,9 @@ def to_nnx(
       >>> print(emb.embedding.shape)
       (5, 3)
     """
-    wmap, side, tensors, _, copies = _map(torch_module, nnx_module, rename, where="to_nnx")
+    wmap, found = _map(torch_module, nnx_module, rename, where="to_nnx")
     _enforce("to_nnx", wmap, strict)
-    flat = []
-    for name, entry in copies:
-        values = entry.to_nnx(_host(tensors[name]))
-        dtypes = entry.dtypes or tuple(side.variables[p].dtype for p in entry.paths)
-        for path, value, dtype in zip(entry.paths, values, dtypes, strict=True):
-            array = jnp.array(value, dtype=dtype or side.variables[path].dtype)
-            flat.append((path, side.variables[path].replace(array)))
-    nnx.update(nnx_module, nnx.from_flat_state(flat))
+    nnx.update(nnx_module, sides.to_nnx_state(found.side, found.tensors, found.copies))
     return nnx_module
 
 
@@ -741,18 +320,9 @@ def from_nnx(
     Raises:
       ValueError: (strict) as in :func:`to_nnx`.
     """
-    wmap, side, tensors, _, copies = _map(torch_module, nnx_module, rename, where="from_nnx")
+    wmap, found = _map(torch_module, nnx_module, rename, where="from_nnx")
     _enforce("from_nnx", wmap, strict)
-    with torch.no_grad():
-        for name, entry in copies:
-            value = entry.to_torch(*(side.variables[p][...] for p in entry.paths))
-            # float64 holds every value exactly; torch cannot read NumPy's bfloat16.
-            value = np.asarray(value).astype(np.float64)
-            target = tensors[name]
-            if isinstance(target, np.ndarray):
-                np.copyto(target, value, casting="unsafe")
-            else:
-                target.copy_(torch.from_numpy(value))
+    sides.write_torch(found.side, found.tensors, found.copies)
     return torch_module
 
 
@@ -787,19 +357,20 @@ def state_dict_from_nnx(
       >>> print({k: v.shape for k, v in state_dict_from_nnx(layer).items()})
       {'weight': (2, 3), 'bias': (2,)}
     """
-    side = _nnx_side(nnx_module)
+    side = sides.nnx_side(nnx_module)
     values: Mapping[Path, Any] = side.variables
     if state is not None:
         values = dict(nnx.to_flat_state(state))
     if torch_module is None:
         named = [(e.name, e) for e in side.entries.values() if not e.optional]
     else:
-        wmap, _, _, _, named = _map(
+        wmap, found = _map(
             torch_module, nnx_module, rename, where="state_dict_from_nnx", notes=False
         )
+        named = found.copies
         _enforce("state_dict_from_nnx", wmap, strict, warn_notes=False)
     return {
-        name: entry.to_torch(*(_value(values[p]) for p in entry.paths))
+        name: entry.to_torch(*(sides.variable_value(values[p]) for p in entry.paths))
         for name, entry in named
         if all(p in values for p in entry.paths)
     }
@@ -838,7 +409,7 @@ def nnx_params_from_state_dict(
       >>> print(params["kernel"].shape)
       (3, 2)
     """
-    wmap, side, _, _, copies = _map(
+    wmap, found = _map(
         state_dict,
         nnx_module,
         rename,
@@ -847,17 +418,7 @@ def nnx_params_from_state_dict(
         notes=False,
     )
     _enforce("nnx_params_from_state_dict", wmap, strict, warn_notes=False)
-    flat = []
-    for name, entry in copies:
-        variables = [side.variables[p] for p in entry.paths]
-        if not all(isinstance(v, nnx.Param) for v in variables):
-            continue
-        host = _host(state_dict[name])
-        if isinstance(host, np.ndarray):
-            host = jnp.asarray(host)
-        for path, variable, value in zip(entry.paths, variables, entry.to_nnx(host), strict=True):
-            flat.append((path, variable.replace(value)))
-    return nnx.from_flat_state(flat)
+    return sides.param_state(found.side, state_dict, found.copies)
 
 
 def attention_in_input_dtype(

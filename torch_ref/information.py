@@ -21,12 +21,14 @@ conventions that raw torch lacks are added here:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from torch_ref import _numerics
+from torch_ref._entropy_terms import double_where, kl_div_terms, rel_entr, safe_xlogy
+from torch_ref._masked_softmax import LogSumExp, broadcast_where, masked_logits
 
 __all__ = [
     "cross_entropy",
@@ -58,51 +60,6 @@ def _in_base(value: torch.Tensor, base: float | None) -> torch.Tensor:
     return value / math.log(base)
 
 
-def _mask(where: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
-    """A boolean ``where`` mask broadcast to ``x``'s shape."""
-    if where is None:
-        return None
-    where = torch.as_tensor(where, device=x.device)
-    if where.dtype != torch.bool:
-        raise TypeError(f"`where` must be a boolean mask, got dtype {where.dtype}.")
-    try:
-        return torch.broadcast_to(where, x.shape)
-    except RuntimeError:
-        raise ValueError(
-            f"`where` of shape {tuple(where.shape)} does not broadcast to the input's "
-            f"shape {tuple(x.shape)}."
-        ) from None
-
-
-def _masked_logits(
-    x: torch.Tensor, mask: torch.Tensor | None, axis: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x`` with masked entries at ``-inf`` and empty rows at 0 (held constant).
-
-    Also returns the non-empty rows: those with an entry that is neither masked nor
-    ``-inf``. On the others torch's softmax is NaN; jaxreg's is 0.
-    """
-    if mask is not None:
-        x = x.masked_fill(~mask, -math.inf)
-    rows = (x > -math.inf).any(dim=axis, keepdim=True)
-    return x.masked_fill(~rows, 0.0), rows
-
-
-def _double_where(
-    fn: Callable[..., torch.Tensor],
-    ok: torch.Tensor,
-    args: Sequence[torch.Tensor],
-    fallback: torch.Tensor | float,
-) -> torch.Tensor:
-    """``fn(*args)`` where ``ok``, else ``fallback`` — with gradient 0 there.
-
-    The unused branch sees the safe input 1 instead of ``args``, so it cannot leak
-    ``0 · inf = NaN`` into the gradient (the "double where").
-    """
-    safe = [torch.where(ok, a, torch.ones_like(a)) for a in args]
-    return torch.where(ok, fn(*safe), fallback)
-
-
 def xlogy(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     r"""``x log y`` with ``0 log y = 0`` and no NaN in its gradient.
 
@@ -132,9 +89,7 @@ def xlogy(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     x, y = _numerics.as_float_array(x, "x"), _numerics.as_float_array(y, "y")
     dtype = torch.promote_types(x.dtype, y.dtype)
     x, y = torch.broadcast_tensors(x.to(dtype), y.to(dtype))
-    return _double_where(
-        lambda x, y: x * torch.log(y), y > 0, (x, y), torch.special.xlogy(x, y).detach()
-    )
+    return safe_xlogy(x, y)
 
 
 def _float_pair(
@@ -152,34 +107,6 @@ def _float_pair(
 
 
 # --- logsumexp, softmax ------------------------------------------------------------
-
-
-def _softmax_weights(x: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
-    """``exp(x - max) / Σ exp(x - max)`` over ``axes``; 0 on rows of ``-inf`` only."""
-    m = torch.amax(x, dim=axes, keepdim=True).detach()
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    e = torch.exp(x - m)
-    s = e.sum(dim=axes, keepdim=True)
-    return e / torch.where(s > 0, s, torch.ones_like(s))
-
-
-class _LogSumExp(torch.autograd.Function):
-    """``torch.logsumexp`` with the softmax weights as its derivative (differentiable
-    again, since the backward is written in differentiable torch operations)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, axes: tuple[int, ...], keepdims: bool) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.axes, ctx.keepdims = axes, keepdims
-        return torch.logsumexp(x, dim=axes, keepdim=keepdims)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        if not ctx.keepdims:
-            for a in ctx.axes:
-                grad = grad.unsqueeze(a)
-        return grad * _softmax_weights(x, ctx.axes), None, None
 
 
 def logsumexp(
@@ -219,11 +146,11 @@ def logsumexp(
     """
     x = _numerics.as_float_array(x, "x")
     axes = _numerics.normalize_axes(axis, x.ndim)
-    mask = _mask(where, x)
+    mask = broadcast_where(where, x)
     work = _numerics.upcast(x)
     if mask is not None:
         work = work.masked_fill(~mask, -math.inf)
-    return _LogSumExp.apply(work, axes, keepdims).to(x.dtype)
+    return LogSumExp.apply(work, axes, keepdims).to(x.dtype)
 
 
 def _cast(x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
@@ -271,7 +198,7 @@ def softmax(
     """
     x = _cast(_numerics.as_float_array(x, "x"), dtype)
     axis = _numerics.normalize_axis(axis, x.ndim)
-    work, rows = _masked_logits(_numerics.upcast(x), _mask(where, x), axis)
+    work, rows = masked_logits(_numerics.upcast(x), broadcast_where(where, x), axis)
     return torch.softmax(work, dim=axis).masked_fill(~rows, 0.0).to(x.dtype)
 
 
@@ -310,8 +237,8 @@ def log_softmax(
     """
     x = _cast(_numerics.as_float_array(x, "x"), dtype)
     axis = _numerics.normalize_axis(axis, x.ndim)
-    mask = _mask(where, x)
-    work, rows = _masked_logits(_numerics.upcast(x), mask, axis)
+    mask = broadcast_where(where, x)
+    work, rows = masked_logits(_numerics.upcast(x), mask, axis)
     out = torch.log_softmax(work, dim=axis).masked_fill(~rows, -math.inf)
     if mask is not None:
         out = out.masked_fill(~mask, -math.inf)
@@ -347,7 +274,7 @@ def self_information(p: torch.Tensor, *, base: float | None = None) -> torch.Ten
     """
     p = _numerics.as_float_array(p, "p")
     work = _numerics.upcast(p)
-    out = _double_where(lambda t: -torch.log(t), work > 0, (work,), math.inf)
+    out = double_where(lambda t: -torch.log(t), work > 0, (work,), math.inf)
     return _in_base(out, base).to(p.dtype)
 
 
@@ -379,7 +306,7 @@ def entropy(p: torch.Tensor, axis: Axis = -1, *, base: float | None = None) -> t
     p = _numerics.as_float_array(p, "p")
     axes = _numerics.normalize_axes(axis, p.ndim)
     work = _numerics.upcast(p)
-    terms = _double_where(torch.special.entr, work > 0, (work,), 0.0)
+    terms = double_where(torch.special.entr, work > 0, (work,), 0.0)
     return _in_base(terms.sum(dim=axes), base).to(p.dtype)
 
 
@@ -419,7 +346,7 @@ def entropy_from_logits(
     """
     logits = _numerics.as_float_array(logits, "logits")
     axis = _numerics.normalize_axis(axis, logits.ndim)
-    mask = _mask(where, logits)
+    mask = broadcast_where(where, logits)
     work = _numerics.upcast(logits)
     p = softmax(work, axis, where=mask)
     logp = log_softmax(work, axis, where=mask)
@@ -496,14 +423,7 @@ def kl_divergence(
     """
     p, q, dtype = _float_pair(p, q)
     axes = _numerics.normalize_axes(axis, p.ndim)
-    # Where p = 0 or q = 0 only the cross-entropy term is left: -0 log q = 0 (gradient
-    # -log q w.r.t. p, as jaxreg) or -p log 0 = +inf; F.kl_div gives NaN there.
-    pointwise = _double_where(
-        lambda p, q: F.kl_div(torch.log(q), p, reduction="none"),
-        (p > 0) & (q > 0),
-        (p, q),
-        -xlogy(p, q),
-    )
+    pointwise = rel_entr(p, q)
     return _in_base(pointwise.sum(dim=axes), base).to(dtype)
 
 
@@ -561,23 +481,8 @@ def kl_div(
             f"`log_q` and `target` must have the same dtype, got {log_q.dtype} and {target.dtype}."
         )
     lq, t = _numerics.upcast(log_q), _numerics.upcast(target)
-    # Where p = 0 or log q = -inf, F.kl_div gives NaN: there the value is 0 (p = 0; NaN
-    # if log q is NaN) or +inf (p > 0 = q), and for a plain target the gradient in p is
-    # -log q (the derivative of -p log q), as jaxreg. Guards test `== ` so NaN computes.
-    zero = (t == -math.inf) if log_target else (t == 0)
-    infinite = (lq == -math.inf) & ((t > -math.inf) if log_target else (t > 0))
-    ok = ~(zero | infinite)
-    if log_target:
-        fallback = torch.zeros_like(t)
-    else:
-        fallback = -t * torch.where(lq == -math.inf, 0.0, lq)
-    fallback = torch.where(infinite, math.inf, fallback + torch.where(torch.isnan(lq), lq, 0.0))
-    pointwise = _double_where(
-        lambda lq, t: F.kl_div(lq, t, reduction="none", log_target=log_target),
-        ok,
-        (lq, t),
-        fallback,
-    )
+    # Where p = 0 or log q = -inf F.kl_div gives NaN; there the terms are jaxreg's.
+    pointwise = kl_div_terms(lq, t, log_target)
     if reduction == "none":
         return pointwise.to(log_q.dtype)
     total = pointwise.sum()
