@@ -55,7 +55,7 @@ class ConvergenceState(NamedTuple):
       param_norm: ``‖w‖`` after the last update.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # (shadows tuple.count, as optax's states do)
     params: Any
     step_norm: jax.Array
     relative_step: jax.Array

@@ -24,8 +24,11 @@ The pointwise ``p·log q`` terms and their custom derivatives are in the private
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
 from jaxreg import _numerics
@@ -52,7 +55,7 @@ _KL_DIV_REDUCTIONS = ("none", "mean", "batchmean", "sum")
 def _check_base(*, base: ArrayLike | None = None, **_: object) -> None:
     """A concrete ``base`` must be positive and other than 1 (traced ones are not checked)."""
     if base is not None and _numerics.is_concrete(base):
-        value = float(base)
+        value = float(np.asarray(base))
         if not value > 0 or value == 1.0:
             raise ValueError(
                 f"`base` must be a positive number other than 1 (or None), got {value}."
@@ -86,7 +89,7 @@ def _prepare(
     axis: Axis,
     where: ArrayLike | None,
     dtype: DTypeLike | None = None,
-):
+) -> tuple[jax.Array, Any, tuple[int, ...], jax.Array | None]:
     """``x`` upcast, its dtype, the reduced axes as a sorted tuple, the broadcast mask.
 
     With ``dtype``, ``x`` is first cast to it (torch's ``dtype=``: the cast happens
@@ -290,9 +293,11 @@ def xlogy(x: ArrayLike, y: ArrayLike) -> jax.Array:
     return safe_xlogy(x, y).astype(dtype)
 
 
-def _prepare_pair(p: ArrayLike, q: ArrayLike, axis: Axis, names=("p", "q")):
-    p = _numerics.as_float_array(p, names[0])
-    q = _numerics.as_float_array(q, names[1])
+def _prepare_pair(
+    p_in: ArrayLike, q_in: ArrayLike, axis: Axis, names: tuple[str, str] = ("p", "q")
+) -> tuple[jax.Array, jax.Array, Any, tuple[int, ...]]:
+    p = _numerics.as_float_array(p_in, names[0])
+    q = _numerics.as_float_array(q_in, names[1])
     _numerics.check_same_shape(p, q, *names)
     if p.dtype != q.dtype:
         raise TypeError(

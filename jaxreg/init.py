@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -129,7 +130,10 @@ def _variance_scaling(
         value = float(gain)
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{fn}: `gain` must be finite and non-negative, got {value}.")
-    initializer = jax.nn.initializers.variance_scaling(gain**2, mode, distribution, **axes)
+    # (`mode` and `distribution` are the literals variance_scaling expects, checked above)
+    initializer = jax.nn.initializers.variance_scaling(
+        gain**2, cast(Any, mode), cast(Any, distribution), **axes
+    )
 
     def init(key: jax.Array, shape: Sequence[int], dtype: DTypeLike | None = None) -> jax.Array:
         if dtype is not None and not jnp.issubdtype(jnp.dtype(dtype), jnp.floating):

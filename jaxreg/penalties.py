@@ -6,8 +6,8 @@ arrays as leaves where entries are selected, a callable ``params -> mask`` such 
 :func:`weights_only` (decay weights, not biases), or an nnx filter (``nnx.Param``,
 ``nnx.PathContains("kernel")``). The optimizers of :mod:`jaxreg.optim` and
 :mod:`jaxreg.proximal` take the same masks (one resolver, ``jaxreg._masks``). Leaves
-masked out by a Python bool are never computed on; a NaN in an unselected leaf or entry takes no part in the value or the
-gradient, a NaN in a selected one makes the penalty NaN.
+masked out by a Python bool are never computed on; a NaN in an unselected leaf or entry
+takes no part in the value or the gradient, a NaN in a selected one makes the penalty NaN.
 
 Numeric hyperparameters (``l1_ratio``) may be traced; ``axis`` is static.
 

@@ -76,5 +76,5 @@ def attach_schedule(optimizer: torch.optim.Optimizer, learning_rate: LearningRat
     if callable(learning_rate):
         scheduler = LambdaLR(optimizer, lr_lambda=lambda step: float(learning_rate(step)))
         optimizer.register_step_post_hook(lambda *_: scheduler.step())
-        optimizer.lr_scheduler = scheduler
+        optimizer.lr_scheduler = scheduler  # type: ignore[attr-defined]  # (kept alive)
     return optimizer

@@ -36,7 +36,7 @@ HISTORY_KEYS = ("step_norm", "relative_step", "grad_norm", "param_norm")
 class ConvergenceState(NamedTuple):
     """The norms of the last step (see :class:`jaxreg.convergence.ConvergenceState`)."""
 
-    count: torch.Tensor
+    count: torch.Tensor  # type: ignore[assignment]  # (shadows tuple.count)
     params: Any
     step_norm: torch.Tensor
     relative_step: torch.Tensor

@@ -79,10 +79,12 @@ def xavier_normal(gain: float = 1.0, *, in_axis: int = -2, out_axis: int = -1) -
     return _factory(lambda w, g: nn.init.xavier_normal_(w, gain, generator=g), in_axis, out_axis)
 
 
-def _kaiming(fill_: Callable[..., torch.Tensor], gain: float, mode: str) -> Callable[..., None]:
+def _kaiming(
+    fill_: Callable[..., torch.Tensor], gain: float, mode: str
+) -> Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]:
     # nonlinearity="linear" has gain 1; the requested gain multiplies the draw.
-    def fill(w: torch.Tensor, g: torch.Generator | None) -> None:
-        fill_(w, mode=mode, nonlinearity="linear", generator=g).mul_(gain)
+    def fill(w: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+        return fill_(w, mode=mode, nonlinearity="linear", generator=g).mul_(gain)
 
     return fill
 

@@ -96,6 +96,9 @@ class Linear(nn.Linear):
         super().__init__(in_features, out_features, bias=use_bias, dtype=param_dtype)
         self.compute_dtype = dtype
 
+    kernel_init: Callable[[torch.Tensor], Any]
+    bias_init: Callable[[torch.Tensor], Any]
+
     def reset_parameters(self) -> None:
         self.kernel_init(self.weight)
         if self.bias is not None:

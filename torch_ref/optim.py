@@ -18,7 +18,7 @@ The proximal steps (L1, elastic net, group lasso, ISTA) are in :mod:`torch_ref.p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -26,6 +26,8 @@ from torch_ref import _numerics
 from torch_ref._transforms import LearningRate, Params, attach_schedule, base_lr, param_groups
 
 __all__ = ["sgd", "adam", "adamw"]
+
+AdamT = TypeVar("AdamT", torch.optim.Adam, torch.optim.AdamW)
 
 
 def sgd(
@@ -73,7 +75,7 @@ def sgd(
 
 
 def _adam(
-    cls: type[torch.optim.Optimizer],
+    cls: type[AdamT],
     params: Params,
     learning_rate: LearningRate,
     b1: float,
@@ -81,11 +83,12 @@ def _adam(
     eps: float,
     weight_decay: float,
     mask: Any,
-) -> torch.optim.Optimizer:
+) -> AdamT:
     _numerics.check_nonnegative(weight_decay, "weight_decay")
     groups = param_groups(params, mask, {"weight_decay": weight_decay}, {"weight_decay": 0.0})
     opt = cls(groups, lr=base_lr(learning_rate), betas=(b1, b2), eps=eps)
-    return attach_schedule(opt, learning_rate)
+    attach_schedule(opt, learning_rate)
+    return opt
 
 
 def adam(
