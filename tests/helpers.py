@@ -20,9 +20,6 @@ from jax.test_util import check_grads
 BF16_RTOL = 2.0**-8
 #: One fp16 ulp, relative (11 significand bits).
 FP16_RTOL = 2.0**-10
-#: For test programs compiled once and run once: XLA's backend optimizations cost more
-#: compile time than they save (IEEE semantics are unchanged: no fast math either way).
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
 #: dtype, relative tolerance (one ulp), absolute tolerance (the subnormal spacing).
 LOW_PRECISION = {
     "bfloat16": (jnp.bfloat16, BF16_RTOL, 0.0),
@@ -84,7 +81,7 @@ def value_grad_hessian(
             out[key] = (scalar(*a), grad(*a), jax.jacfwd(grad)(*a))
         return out
 
-    return jax.jit(all_of, compiler_options=FAST_COMPILE)(*args)
+    return jax.jit(all_of)(*args)
 
 
 def assert_edge_rules(
@@ -181,7 +178,7 @@ def assert_low_precision(
     def run_all(xs: dict[str, jax.Array]) -> dict[str, Any]:
         return {key: cases[key][0](x) for key, x in xs.items()}
 
-    outs = jax.jit(run_all, compiler_options=FAST_COMPILE)(inputs)
+    outs = jax.jit(run_all)(inputs)
 
     def check(key: str) -> None:
         out = outs[key]

@@ -52,7 +52,7 @@ from jaxreg import (
     weights_only,
 )
 from jaxreg.information import kl_div, xlogy
-from tests.helpers import FAST_COMPILE, assert_tree_close
+from tests.helpers import assert_tree_close
 
 #: The public names of the modules, as listed in the API reference.
 PUBLIC = {
@@ -282,7 +282,7 @@ def evaluate(name: str) -> tuple[dict[str, Any], Any]:
     args, batched = row.make_args(rng, ()), row.make_args(rng, (BATCH,))
     direction = jax.tree.map(lambda a: rng.normal(size=np.shape(a)), args[0])
     cotangent = jax.tree.map(lambda a: rng.normal(size=a.shape), jax.eval_shape(row.fn, *args))
-    program = jax.jit(functools.partial(all_transforms, row), compiler_options=FAST_COMPILE)
+    program = jax.jit(functools.partial(all_transforms, row))
     jitted = program(args, batched, direction, cotangent)
     return jitted, row.fn(*args)
 

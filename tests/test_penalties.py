@@ -82,7 +82,8 @@ ONLY_CONV = {"dense": {"kernel": False, "bias": False}, "conv": True}
 ENTRIES = {"dense": {"kernel": KERNEL_ENTRIES, "bias": False}, "conv": CONV_COLUMNS}
 
 #: Every form a mask may take (name: the mask, and the selection it stands for, as a tree
-#: like ``make_params`` of bools or boolean arrays). Shared with tests/test_optim.py and tests/test_proximal.py.
+#: like ``make_params`` of bools or boolean arrays). Shared with tests/test_optim.py and
+#: tests/test_proximal.py.
 MASKS: dict[str, tuple[object, dict | None]] = {
     "none": (None, None),
     "tree": (WEIGHTS_MASK, WEIGHTS_MASK),
