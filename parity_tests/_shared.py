@@ -13,6 +13,7 @@ import numpy as np
 import scipy.stats
 
 __all__ = [
+    "FUSED_FACTORS",
     "BATCH",
     "DENSE",
     "DIM",
@@ -24,6 +25,7 @@ __all__ = [
     "assert_distribution",
     "assert_inverted_dropout",
     "expected_scale",
+    "fused_covering_array",
 ]
 
 #: One set of sizes for every module here and in the parity tests: each new kernel shape
@@ -93,3 +95,37 @@ def expected_scale(name: str, gain: float, fan_in: int, fan_out: int, mode: str 
     }[name.split("_")[0]]
     distribution = name.split("_")[1]
     return distribution, std * math.sqrt(3.0) if distribution == "uniform" else std
+
+
+#: The options of the fused losses, as factors of a covering array.
+FUSED_FACTORS = (
+    "bias",
+    "weight",
+    "token_weight",
+    "label_smoothing",
+    "z_loss",
+    "softcap",
+    "num_valid_classes",
+    "soft",
+    "return_aux",
+)
+#: Distinct 3-subsets of {1..5}, one per factor: row r has a factor on when r is in its set.
+_SUBSETS = (
+    {1, 2, 3},
+    {1, 2, 4},
+    {1, 2, 5},
+    {1, 3, 4},
+    {1, 3, 5},
+    {1, 4, 5},
+    {2, 3, 4},
+    {2, 3, 5},
+    {2, 4, 5},
+)
+
+
+def fused_covering_array(rows: range) -> list[frozenset[str]]:
+    """Rows of options in which every pair of options meets in all four on/off
+    combinations (rows 1..5; row 0 has every option off): 6 rows instead of 2**9."""
+    return [
+        frozenset(f for f, s in zip(FUSED_FACTORS, _SUBSETS, strict=True) if r in s) for r in rows
+    ]

@@ -28,6 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxreg import fused as jf
+from parity_tests._shared import FUSED_FACTORS, fused_covering_array
 from parity_tests.harness import DTYPES, ParityCase, assert_parity, check_case, compare
 from torch_ref import fused as tf
 
@@ -36,31 +37,8 @@ C = 31  # classes with num_valid_classes (columns 31..36 are padding)
 SHARDS = 4
 #: The options as factors; ``COVERING`` switches them so that every pair meets in all
 #: four on/off combinations (row r has a factor on when r is in its set of 3 of {1..5}).
-FACTORS = (
-    "bias",
-    "weight",
-    "token_weight",
-    "label_smoothing",
-    "z_loss",
-    "softcap",
-    "num_valid_classes",
-    "soft",
-    "return_aux",
-)
-_SUBSETS = (
-    {1, 2, 3},
-    {1, 2, 4},
-    {1, 2, 5},
-    {1, 3, 4},
-    {1, 3, 5},
-    {1, 4, 5},
-    {2, 3, 4},
-    {2, 3, 5},
-    {2, 4, 5},
-)
-COVERING = [
-    frozenset(f for f, s in zip(FACTORS, _SUBSETS, strict=True) if r in s) for r in range(1, 6)
-]
+FACTORS = FUSED_FACTORS
+COVERING = fused_covering_array(range(1, 6))
 ALONE = [frozenset({f}) for f in FACTORS]
 EVERY = [frozenset(FACTORS), frozenset(FACTORS) - {"soft"}]
 

@@ -27,6 +27,7 @@ from jaxreg import _fused_kernel as kernel
 from jaxreg import _fused_xla as xla
 from jaxreg import fused as jf
 from jaxreg import softmax_cross_entropy
+from parity_tests._shared import FUSED_FACTORS, fused_covering_array
 from tests.helpers import LOW_PRECISION, assert_finite, check_grads64
 
 B, T, D, V = 2, 4, 5, 23  # hidden [B, T, D]; 23 is prime, so no chunk size divides it
@@ -123,31 +124,8 @@ def reference(
 #: The options as factors; the covering array switches them so that every pair of
 #: options meets in all four on/off combinations (row r has a factor on when r is in its
 #: set: distinct 3-subsets of {1..5}, row 0 has none), in 6 rows instead of 2**9.
-FACTORS = (
-    "bias",
-    "weight",
-    "token_weight",
-    "label_smoothing",
-    "z_loss",
-    "softcap",
-    "num_valid_classes",
-    "soft",
-    "return_aux",
-)
-_SUBSETS = (
-    {1, 2, 3},
-    {1, 2, 4},
-    {1, 2, 5},
-    {1, 3, 4},
-    {1, 3, 5},
-    {1, 4, 5},
-    {2, 3, 4},
-    {2, 3, 5},
-    {2, 4, 5},
-)
-COVERING = [
-    frozenset(f for f, s in zip(FACTORS, _SUBSETS, strict=True) if r in s) for r in range(6)
-]
+FACTORS = FUSED_FACTORS
+COVERING = fused_covering_array(range(6))
 VARIANTS = [
     *COVERING,
     *(frozenset({f}) for f in FACTORS),

@@ -10,50 +10,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxreg import init as ji
-
-#: Excess over 1 of the kurtosis: Var[s²]/σ⁴ = kurtosis - 1 for a sample variance s².
-KURTOSIS = {"uniform": 1.8, "normal": 3.0}
-
-
-def assert_distribution(samples, distribution: str, scale: float, *, sigmas: float = 6.0) -> None:
-    """``samples`` are iid ``U(-scale, scale)`` or ``N(0, scale²)``: KS test, mean, variance, range.
-
-    Random streams are never compared element by element; only these statistics are.
-    """
-    w = np.asarray(samples, dtype=np.float64).ravel()
-    n = w.size
-    if distribution == "uniform":
-        exact = scipy.stats.uniform(loc=-scale, scale=2 * scale)
-        variance = scale**2 / 3
-        assert np.max(np.abs(w)) <= scale * (1 + 1e-6), "a sample lies outside the bound"
-        # P(max |w| < scale·(1 - 20/n)) = (1 - 20/n)^n ~ e^-20
-        assert np.max(np.abs(w)) >= scale * (1 - 20 / n), "the bound is never approached"
-    else:
-        exact = scipy.stats.norm(loc=0.0, scale=scale)
-        variance = scale**2
-        # untruncated (torch): P(all |w| < 2σ) = 0.954^n is ~0 for large n
-        assert np.max(np.abs(w)) > 3 * scale, "the normal looks truncated"
-    assert scipy.stats.kstest(w, exact.cdf).pvalue > 1e-3
-    assert abs(np.mean(w)) < sigmas * math.sqrt(variance / n)
-    rel_sd = math.sqrt((KURTOSIS[distribution] - 1) / n)
-    assert abs(np.var(w) / variance - 1) < sigmas * rel_sd
-
-
-def expected_scale(name: str, gain: float, fan_in: int, fan_out: int, mode: str = "fan_in"):
-    """``(distribution, bound or std)`` from torch's formulas."""
-    fan = {"fan_in": fan_in, "fan_out": fan_out}[mode]
-    std = {
-        "xavier": gain * math.sqrt(2.0 / (fan_in + fan_out)),
-        "kaiming": gain / math.sqrt(fan),
-    }[name.split("_")[0]]
-    distribution = name.split("_")[1]
-    return distribution, std * math.sqrt(3.0) if distribution == "uniform" else std
-
+from parity_tests._shared import (
+    DENSE,
+    INITS,
+    LAYOUTS,
+    assert_distribution,
+    expected_scale,
+)
 
 # --------------------------------------------------------------------------- fans
 
@@ -103,17 +70,6 @@ def test_fans_bad_arguments(shape, axes, match) -> None:
 
 
 # --------------------------------------------------------------------------- distributions
-
-INITS = ["xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal"]
-#: (shape, axes, fan_in, fan_out): one dense shape in jaxreg's and torch's layouts (one
-#: compiled sampler serves both), a conv kernel in flax's and in torch's layout.
-DENSE = (300, 400)
-LAYOUTS = {
-    "dense": (DENSE, {}, 300, 400),
-    "dense_torch": (DENSE, {"in_axis": -1, "out_axis": -2}, 400, 300),
-    "conv": ((3, 3, 48, 96), {}, 432, 864),
-    "conv_torch": ((96, 48, 3, 3), {"in_axis": 1, "out_axis": 0}, 432, 864),
-}
 CASES = [(name, layout) for name in INITS for layout in ("dense", "dense_torch")] + [
     ("xavier_uniform", "conv"),  # torch's conv layout: in the parity tests
 ]

@@ -14,26 +14,10 @@ from flax import nnx
 from jaxreg import nn as jnn
 from jaxreg.activations import silu, tanh
 from jaxreg.init import kaiming_uniform, xavier_uniform
-
-
-def assert_inverted_dropout(x, y, rate: float, *, sigmas: float = 6.0, rtol: float = 1e-6) -> None:
-    """``y`` is inverted dropout of ``x`` (no zero entries): the keep rate is ``1 - rate``
-    within ``sigmas`` binomial standard deviations, and every kept entry is ``x / (1 - rate)``."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    assert np.all(x != 0)
-    kept = y != 0
-    n = x.size
-    assert abs(kept.mean() - (1 - rate)) < sigmas * math.sqrt(rate * (1 - rate) / n)
-    np.testing.assert_allclose(y[kept], x[kept] / (1 - rate), rtol=rtol)
-    # E[y] = x: the mean of y - x is zero within its standard deviation
-    spread = np.sqrt(rate / (1 - rate) * np.mean(x**2) / n)
-    assert abs(np.mean(y - x)) < sigmas * spread
-
+from parity_tests._shared import BATCH, DIM, HIDDEN, assert_inverted_dropout
 
 #: One set of sizes for every module here and in the parity tests: each new kernel shape
 #: costs a compile of the sampler. LLaMA's rule maps DIM to HIDDEN with MULTIPLE.
-DIM, HIDDEN, MULTIPLE, BATCH = 6, 16, 16, 64
 
 
 def numpy_linear(x: np.ndarray, kernel, bias=None) -> np.ndarray:
