@@ -417,17 +417,7 @@ def _compare_models(
 
     state = {k: to_numpy(v) for k, v in untied_state(torch_model).items()}
     state.update({n: to_numpy(g) for n, g in zip(named, torch_grads, strict=False)})
-    torch_by_path = mapping.to_nnx(state)
-    jax_by_path = {nnx_key(p): v for p, v in nnx.to_flat_state(jax_run.grads)}
-    grad_errors = tuple(
-        leaf_error(
-            pair.label,
-            np.asarray(jax_by_path[nnx_key(pair.nnx_path)]),
-            torch_by_path[nnx_key(pair.nnx_path)],
-            tol,
-        )
-        for pair in mapping.pairs
-    )
+    grad_errors = mapping.errors(jax_run.grads, state, tol)
     input_grads = tuple(
         leaf_error(f"input[{i}]", g, t, tol)
         for i, g, t in zip(floats, jax_run.input_grads, torch_grads[len(named) :], strict=True)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from flax import nnx
 
-from parity_tests.errors import is_floating
+from parity_tests.errors import LeafError, Tolerance, is_floating, leaf_error
 
 __all__ = ["ParamMap", "ParamMapping", "ParamPair", "module_pairs", "nnx_key", "path_str"]
 
@@ -225,6 +225,23 @@ class ParamMapping:
         if problems:
             raise ValueError("param_map:\n  " + "\n  ".join(problems))
         return pairs
+
+    def errors(
+        self, jax_state: nnx.State, torch_arrays: Mapping[str, np.ndarray], tol: Tolerance
+    ) -> tuple[LeafError, ...]:
+        """Per-parameter errors of an nnx state (parameters or gradients) against the
+        torch-layout arrays of the same quantity, one per paired parameter."""
+        torch_by_path = self.to_nnx(torch_arrays)
+        jax_by_path = {nnx_key(p): v for p, v in nnx.to_flat_state(jax_state)}
+        return tuple(
+            leaf_error(
+                pair.label,
+                np.asarray(jax_by_path[nnx_key(pair.nnx_path)]),
+                torch_by_path[nnx_key(pair.nnx_path)],
+                tol,
+            )
+            for pair in self.pairs
+        )
 
     def to_nnx(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """torch-layout arrays under torch names -> nnx-layout arrays under :func:`nnx_key`.

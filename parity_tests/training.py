@@ -30,7 +30,7 @@ from parity_tests.errors import (
 )
 from parity_tests.harness import cast_input, get_device, parity_settings, to_numpy, to_torch
 from parity_tests.models import model_settings, prepare_models
-from parity_tests.naming import ParamMap, ParamMapping, nnx_key, untied_state
+from parity_tests.naming import ParamMap, ParamMapping, untied_state
 
 __all__ = ["StepResult", "TrainingParity", "compare_training"]
 
@@ -243,19 +243,8 @@ def _compare_training(
     def compare_params(
         number: int, loss: LeafError | None, losses: tuple[float, float]
     ) -> StepResult:
-        torch_params = mapping.to_nnx(
-            {k: to_numpy(v) for k, v in untied_state(torch_model).items()}
-        )
-        jax_params = {nnx_key(p): v for p, v in nnx.to_flat_state(params)}
-        errors = tuple(
-            leaf_error(
-                pair.label,
-                np.asarray(jax_params[nnx_key(pair.nnx_path)]),
-                torch_params[nnx_key(pair.nnx_path)],
-                tol,
-            )
-            for pair in mapping.pairs
-        )
+        torch_params = {k: to_numpy(v) for k, v in untied_state(torch_model).items()}
+        errors = mapping.errors(params, torch_params, tol)
         return StepResult(number, loss, *losses, errors)
 
     results = [compare_params(0, None, (np.nan, np.nan))]
