@@ -400,7 +400,3 @@ def adamw(
         add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )
-
-
-# At the end of the module: jaxreg.proximal imports scale_by_learning_rate from this one.
-from jaxreg.proximal import soft_threshold  # noqa: E402, F401  (solvers; moves with the solvers rewrite)

@@ -37,14 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxreg import _numerics
-from jaxreg.optim import soft_threshold
+from jaxreg import _lasso, _lasso_path, _numerics
 
 __all__ = ["ridge", "lasso", "elastic_net", "regularization_path", "SolverInfo"]
-
-#: FISTA iterations between two duality-gap checks.
-CHECK_EVERY = 10
-
 
 # --------------------------------------------------------------------------- inputs
 
@@ -136,94 +131,7 @@ def _ridge(X: jax.Array, y: jax.Array, alpha: jax.Array, *, fit_intercept: bool)
     return coef, _intercept(coef, x_mean, y_mean)
 
 
-# --------------------------------------------------------------------------- the data term
-
-
-class _Quadratic(NamedTuple):
-    """The data term ``1/(2n)·‖y - Xw‖²``, with ``X`` kept or replaced by its Gram matrix."""
-
-    X: jax.Array | None  # [n, p], or None when ``gram`` is used
-    y: jax.Array | None  # [n]
-    gram: jax.Array | None  # [p, p] = XᵀX
-    Xty: jax.Array  # [p]
-    yty: jax.Array  # scalar
-
-
-#: Power iterations for the largest eigenvalue of ``XᵀX``, and the safety factor on it.
-POWER_ITERATIONS = 30
-LIPSCHITZ_MARGIN = 1.05
-
-
-def _quadratic(X: jax.Array, y: jax.Array, precompute: bool | str) -> _Quadratic:
-    n, p = X.shape
-    if n >= p if precompute == "auto" else bool(precompute):
-        return _Quadratic(None, None, X.T @ X, X.T @ y, jnp.dot(y, y))
-    return _Quadratic(X, y, None, X.T @ y, jnp.dot(y, y))
-
-
-def _gram_times(q: _Quadratic, W: jax.Array) -> jax.Array:
-    """``XᵀX·W`` for ``W`` ``[p, k]``."""
-    return q.gram @ W if q.gram is not None else q.X.T @ (q.X @ W)
-
-
-def _xt_residual(q: _Quadratic, W: jax.Array) -> jax.Array:
-    """``Xᵀ(y - XW)``, ``[p, k]``: ``-n`` times the gradient of the data term."""
-    return q.Xty[:, None] - _gram_times(q, W)
-
-
-def _top_eigenvalue(q: _Quadratic, p: int, dtype: Any) -> jax.Array:
-    """``λ_max(XᵀX)`` by power iteration, times a small safety margin (never below the
-    Rayleigh quotient reached, which bounds it from below)."""
-    v = 1 + jnp.arange(p, dtype=dtype) / p  # not orthogonal to a nonnegative eigenvector
-
-    def power(_, v):
-        w = _gram_times(q, v[:, None])[:, 0]
-        norm = jnp.sqrt(jnp.dot(w, w))
-        # Guards on == 0, so a NaN norm (NaN data) takes the dividing branch.
-        return jnp.where(norm == 0, v, w / jnp.where(norm == 0, 1, norm))
-
-    v = jax.lax.fori_loop(0, POWER_ITERATIONS, power, v / jnp.sqrt(jnp.dot(v, v)))
-    return LIPSCHITZ_MARGIN * jnp.dot(v, _gram_times(q, v[:, None])[:, 0])
-
-
-def _residual_terms(q: _Quadratic, W: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``XᵀR`` ``[p, k]``, ``‖R‖²`` and ``R·y`` ``[k]`` for residuals ``R = y - XW``."""
-    Xty_W = q.Xty @ W
-    if q.gram is not None:
-        GW = q.gram @ W
-        # ‖y - Xw‖² = yᵀy - 2·(Xᵀy)ᵀw + wᵀ(XᵀX)w, as scikit-learn's Gram solver.
-        r2 = q.yty - 2 * Xty_W + jnp.sum(W * GW, axis=0)
-        return q.Xty[:, None] - GW, r2, q.yty - Xty_W
-    R = q.y[:, None] - q.X @ W
-    return q.X.T @ R, jnp.sum(R * R, axis=0), q.y @ R
-
-
-def _duality_gap(
-    W: jax.Array, xtr: jax.Array, r2: jax.Array, ry: jax.Array, a: jax.Array, b: jax.Array
-) -> jax.Array:
-    """scikit-learn's duality gap of ``½‖y - Xw‖² + a‖w‖₁ + ½b‖w‖²`` (``a, b`` are ``n``
-    times the per-sample strengths), for each column of ``W``.
-
-    ``a > 0``: formulation A (rescaled dual point); ``a = 0 < b``: formulation B (ridge);
-    ``a = b = 0``: the first-order condition ``‖XᵀR‖²``.
-    """
-    l1 = jnp.sum(jnp.abs(W), axis=0)
-    l2 = jnp.sum(W * W, axis=0)
-    xta = xtr - b[None, :] * W
-    dual_norm = jnp.max(jnp.abs(xta), axis=0)
-    # Double where: the rescaling divides only where the dual norm exceeds a. Every guard
-    # lets NaN through to the computing branch (NaN data or strengths give a NaN gap).
-    inside = dual_norm <= a
-    scale = jnp.where(inside, jnp.ones_like(a), a / jnp.where(inside, jnp.ones_like(a), dual_norm))
-    sq = r2 + b * l2
-    gap_a = 0.5 * sq + a * l1 - (-0.5 * scale * scale * sq + scale * ry)
-    xtr2 = jnp.sum(xtr * xtr, axis=0)
-    safe_b = jnp.where(b == 0, jnp.ones_like(b), b)
-    gap_b = r2 + 0.5 * b * l2 - ry + xtr2 / (2 * safe_b)
-    return jnp.where(a == 0, jnp.where(b == 0, xtr2, gap_b), gap_a)
-
-
-# --------------------------------------------------------------------------- FISTA
+# --------------------------------------------------------------------------- lasso and elastic net
 
 
 class SolverInfo(NamedTuple):
@@ -233,7 +141,9 @@ class SolverInfo(NamedTuple):
     :func:`regularization_path`.
 
     Attributes:
-      n_iter: the FISTA iterations run (int32), at most ``max_iter``.
+      n_iter: the iterations run (int32), at most ``max_iter``: coordinate-descent epochs
+        over the working set (as scikit-learn's ``n_iter_``), or FISTA steps on the Gram
+        matrix (see ``precompute``).
       dual_gap: the duality gap at the returned coefficients, of the objective as written
         (with its ``1/(2n)``), i.e. scikit-learn's ``dual_gap_``: the gap of the
         ``n``-scaled objective divided by ``n``. An upper bound on the excess objective.
@@ -247,14 +157,9 @@ class SolverInfo(NamedTuple):
     converged: jax.Array
 
 
-class _FistaState(NamedTuple):
-    W: jax.Array  # [p, k] the iterate (the prox output: exact zeros)
-    V: jax.Array  # [p, k] the extrapolated point
-    t: jax.Array  # [k] momentum parameter
-    gap: jax.Array  # [k] duality gap (objective times n) at W, from the last check
-    done: jax.Array  # [k] stopped: gap below tolerance, or not finite
-    n_iter: jax.Array  # iterations of the loop
-    col_iter: jax.Array  # [k] iterations each column has run
+#: With the Gram matrix and at most this many features, FISTA on every strength at once
+#: (one matrix product per iteration for the whole path) beats a warm-started sequence.
+FISTA_MAX_FEATURES = 512
 
 
 def _solve(
@@ -269,64 +174,18 @@ def _solve(
 ) -> tuple[jax.Array, SolverInfo]:
     """Minimizes ``1/(2n)‖y - Xw‖² + l1_k‖w‖₁ + ½l2_k‖w‖²`` for every column ``k``:
     ``[p, k]`` and the :class:`SolverInfo` of each column."""
-    q = _quadratic(X, y, precompute)
-    dtype = X.dtype
-    n = jnp.asarray(X.shape[0], dtype)
-    top = _top_eigenvalue(q, X.shape[1], dtype)
-    # The data term's gradient is Lipschitz with constant λ_max(XᵀX)/n; step = 1/L.
-    step = n / jnp.where(top <= 0, jnp.ones((), dtype), top)
-    threshold = step * l1
-    gap_tol = tol * q.yty
-
-    def fista_step(s: _FistaState) -> _FistaState:
-        # Gradient of 1/(2n)‖y - Xv‖² is -XᵀR/n; then the prox of the penalty.
-        z = s.V + (step / n) * _xt_residual(q, s.V)
-        W = soft_threshold(z, threshold[None, :]) / (1 + step * l2)[None, :]
-        # Adaptive restart: drop the momentum when it points uphill.
-        restart = jnp.sum((s.V - W) * (W - s.W), axis=0) > 0
-        t = jnp.where(restart, jnp.ones_like(s.t), (1 + jnp.sqrt(1 + 4 * s.t * s.t)) / 2)
-        beta = jnp.where(restart, jnp.zeros_like(t), (s.t - 1) / t)
-        V = W + beta[None, :] * (W - s.W)
-        # Stopped columns, and every column past max_iter (the last block may overrun it).
-        frozen = s.done | (s.n_iter >= max_iter)
-        keep = frozen[None, :]
-        return s._replace(
-            W=jnp.where(keep, s.W, W),
-            V=jnp.where(keep, s.V, V),
-            t=jnp.where(frozen, s.t, t),
-            n_iter=s.n_iter + 1,
-        )
-
-    def gap_of(W: jax.Array) -> jax.Array:
-        xtr, r2, ry = _residual_terms(q, W)
-        return _duality_gap(W, xtr, r2, ry, n * l1, n * l2)
-
-    def below_tol(gap: jax.Array) -> jax.Array:
-        # tol = 0 never stops early: a gap at its rounding floor can read <= 0 well before
-        # the iterate itself stops moving.
-        return (gap <= gap_tol) & (tol > 0)
-
-    def body(s: _FistaState) -> _FistaState:
-        s = jax.lax.fori_loop(0, CHECK_EVERY, lambda _, s: fista_step(s), s)
-        # Stopped columns keep the gap (and count) they stopped with. A NaN or infinite
-        # gap (NaN in the data or in α) stops its column: more iterations cannot help.
-        gap = jnp.where(s.done, s.gap, gap_of(s.W))
-        col_iter = jnp.where(s.done, s.col_iter, jnp.minimum(s.n_iter, max_iter))
-        done = s.done | below_tol(gap) | ~jnp.isfinite(gap)
-        return s._replace(gap=gap, done=done, col_iter=col_iter)
-
-    def cond(s: _FistaState) -> jax.Array:
-        return (s.n_iter < max_iter) & ~jnp.all(s.done)
-
-    W0 = jnp.zeros((X.shape[1], l1.shape[0]), dtype)
-    gap0 = gap_of(W0)
-    # The first check only stops columns already solved by W = 0 (NaN data runs one block,
-    # so that its coefficients come out NaN, not zero).
-    n_iter, col_iter = jnp.zeros((), jnp.int32), jnp.zeros(l1.shape, jnp.int32)
-    init = _FistaState(W0, W0, jnp.ones_like(l1), gap0, below_tol(gap0), n_iter, col_iter)
-    s = jax.lax.while_loop(cond, body, init)
+    n, p = X.shape
+    use_gram = n >= p if precompute == "auto" else bool(precompute)
+    if use_gram and p <= FISTA_MAX_FEATURES:
+        q = _lasso.quadratic(X, y, use_gram=True)
+        W, n_iter, gap = _lasso.fista(q, n, l1, l2, tol, max_iter=max_iter)
+    elif use_gram:
+        W, n_iter, gap = _lasso_path.gram_path(X, y, l1, l2, tol, max_iter=max_iter)
+    else:
+        W, n_iter, gap = _lasso_path.working_set_path(X, y, l1, l2, tol, max_iter=max_iter)
     # scikit-learn reports the gap of the objective as written: the n-scaled gap over n.
-    return s.W, SolverInfo(s.col_iter, s.gap / n, s.gap <= gap_tol)
+    converged = gap <= tol * jnp.dot(y, y)
+    return W, SolverInfo(n_iter, gap / n, converged)
 
 
 def _penalized(

@@ -110,7 +110,10 @@ def _quadratic(X: torch.Tensor, y: torch.Tensor, precompute: bool | str) -> _Qua
 
 
 def _gram_times(q: _Quadratic, W: torch.Tensor) -> torch.Tensor:
-    return q.gram @ W if q.gram is not None else q.X.T @ (q.X @ W)
+    if q.gram is not None:
+        return q.gram @ W
+    assert q.X is not None
+    return q.X.T @ (q.X @ W)
 
 
 def _top_eigenvalue(q: _Quadratic, p: int, dtype: torch.dtype) -> torch.Tensor:
@@ -129,6 +132,7 @@ def _residual_terms(q: _Quadratic, W: torch.Tensor):
         GW = q.gram @ W
         r2 = q.yty - 2 * Xty_W + torch.sum(W * GW, dim=0)
         return q.Xty[:, None] - GW, r2, q.yty - Xty_W
+    assert q.X is not None and q.y is not None
     R = q.y[:, None] - q.X @ W
     return q.X.T @ R, torch.sum(R * R, dim=0), q.y @ R
 
