@@ -11,20 +11,27 @@ centered, the intercept recovered as ``ȳ - x̄·w``):
 
 :func:`ridge` is a closed form (a Cholesky solve of the primal when ``n >= p``, of the
 dual when ``n < p``). :func:`lasso`, :func:`elastic_net` and :func:`regularization_path`
-run FISTA with adaptive restart (O'Donoghue & Candès, 2015) and stop on scikit-learn's
-duality gap: the gap of the ``n``-scaled objective must fall to ``tol·‖y‖²`` (the same
-``tol`` as ``sklearn.linear_model.Lasso``). Coefficients that the prox sets to zero are
-exactly zero.
+stop on scikit-learn's duality gap: the gap of the ``n``-scaled objective must fall to
+``tol·‖y‖²`` (the same ``tol`` as ``sklearn.linear_model.Lasso``). Coefficients that
+are zero at the solution are exactly zero. The algorithm depends on the shape (all of
+them jit-compiled JAX programs, chosen at trace time):
+
+- ``n >= p`` and ``p <= 512`` (tall): FISTA with adaptive restart (O'Donoghue & Candès,
+  2015) on the Gram matrix ``XᵀX``, formed once, every ``α`` at once (the coefficients
+  are a matrix ``[n_features, n_alphas]``, so an iteration is one matrix product).
+- ``n >= p`` and ``p > 512`` (square): coordinate descent on the Gram matrix, the
+  strengths in decreasing order, each warm-started from the previous solutions.
+- ``n < p`` (wide): gap-safe screening (a screened feature is provably zero) and working
+  sets grown from the features closest to violating the optimality conditions (celer's
+  rule); coordinate descent with Anderson extrapolation and Newton steps on the working
+  set's Gram block only, so the ``p×p`` Gram matrix is never formed; warm starts along
+  the path. A support too large for the working set falls back to FISTA on ``X``.
 
 An iterative solve can end without converging (``max_iter`` too small, NaN in the data):
 with ``return_info=True`` the solvers also return a :class:`SolverInfo` (scikit-learn's
 ``n_iter_`` and ``dual_gap_``, and whether the gap test held). NaN in ``X``, ``y`` or
-``α`` gives NaN coefficients, a NaN gap and ``converged=False``, and stops the solve.
-
-A path solves every ``α`` at once: the coefficients are a matrix ``W`` of shape
-``[n_features, n_alphas]``, so each iteration's matrix-vector products become one
-matrix product. When ``n_samples >= n_features`` the Gram matrix ``XᵀX`` is formed once
-and each iteration costs ``p²·n_alphas``, independent of ``n``.
+``α`` gives NaN coefficients, a NaN gap and ``converged=False``, and stops the solve
+(a NaN ``α`` spoils only its own column of a path).
 """
 
 from __future__ import annotations
@@ -248,7 +255,7 @@ def elastic_net(
     precompute: bool | str = "auto",
     return_info: bool = False,
 ) -> tuple[jax.Array, ...]:
-    r"""Elastic net (``sklearn.linear_model.ElasticNet``), by FISTA to a duality gap.
+    r"""Elastic net (``sklearn.linear_model.ElasticNet``), solved to a duality gap.
 
     .. math::
         \hat w = \arg\min_w \frac{1}{2n}\|y - Xw\|_2^2 + \alpha\rho\|w\|_1
@@ -275,7 +282,8 @@ def elastic_net(
       fit_intercept: center the data and fit an unpenalized intercept.
       tol: relative duality-gap tolerance (scikit-learn's ``tol``); 0 runs exactly
         ``max_iter`` iterations (a gap at its rounding floor can read 0 early).
-      max_iter: largest number of FISTA iterations.
+      max_iter: largest number of iterations (coordinate-descent epochs, or FISTA steps
+        for a tall problem: see the module's description).
       precompute: use the Gram matrix ``XᵀX``: ``"auto"`` (when ``n >= p``), True, False.
       return_info: also return a :class:`SolverInfo` (a Python bool).
 
