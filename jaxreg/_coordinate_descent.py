@@ -67,7 +67,7 @@ def coordinate_descent(
     *,
     at_least_one: bool = True,
     guess: tuple[jax.Array, jax.Array | None] | None = None,
-) -> tuple[Slots, jax.Array, jax.Array, jax.Array]:
+) -> tuple[Slots, jax.Array, jax.Array]:
     """Cyclic coordinate descent on the working set until its own (restricted) duality
     gap is at most ``tol_in`` (``below``): at most ``budget`` epochs, at least one if
     ``at_least_one`` (a round of working sets must make progress). ``guess``: another
@@ -78,7 +78,7 @@ def coordinate_descent(
     violate their optimality condition; the gradient is kept for the whole working set).
     Between sweeps, a Newton step on the support where it costs less than the sweeps
     it saves (the cost model above), Anderson extrapolation otherwise. Returns the slots
-    with new coefficients, the sweeps run, the Newton steps taken and the final gap."""
+    with new coefficients, the sweeps run and the final gap."""
     K = slots.v.shape[0]
     used = slots.member
     G, q = slots.gram, slots.xty
@@ -125,7 +125,7 @@ def coordinate_descent(
         return (m > 0) & (m.astype(dtype) <= sizes[-1]) & (newton < needed * sweep)
 
     def epoch(s):
-        v, g, hist_v, hist_g, e, gap, nn, wait, backoff = s
+        v, g, hist_v, hist_g, e, gap, wait, backoff = s
         # The coordinates a sweep would move: the nonzero ones and those whose optimality
         # condition fails (|g_j| > a at v_j = 0). g is exact for every slot, so the others
         # are skipped without changing the sweep's result.
@@ -166,8 +166,7 @@ def coordinate_descent(
             improved, jnp.where(use_newton, 0, backoff), jnp.minimum(2 * backoff + 1, 255)
         )
         wait = jnp.where(improved, jnp.maximum(wait - 1, 0), backoff)
-        nn = nn + use_newton.astype(jnp.int32)
-        return v, g, hist_v, hist_g, e, gap_in(v, g), nn, wait, backoff
+        return v, g, hist_v, hist_g, e, gap_in(v, g), wait, backoff
 
     def cond(s):
         e, gap = s[4], s[5]
@@ -184,6 +183,6 @@ def coordinate_descent(
     hist_v = jnp.zeros((ANDERSON + 1, K), dtype).at[0].set(v0)
     hist_g = jnp.zeros((ANDERSON + 1, K), dtype).at[0].set(g0)
     izero = jnp.zeros((), jnp.int32)
-    init = (v0, g0, hist_v, hist_g, izero, gap_in(v0, g0), izero, izero, izero)
-    v, g, _, _, e, gap, nn, _, _ = lax.while_loop(cond, epoch, init)
-    return slots._replace(v=v, gv=g + q - b * v), e, nn, gap
+    init = (v0, g0, hist_v, hist_g, izero, gap_in(v0, g0), izero, izero)
+    v, g, _, _, e, gap, _, _ = lax.while_loop(cond, epoch, init)
+    return slots._replace(v=v, gv=g + q - b * v), e, gap

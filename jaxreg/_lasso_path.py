@@ -146,7 +146,6 @@ class _Round(NamedTuple):
     epochs: jax.Array  # int32
     done: jax.Array
     rounds: jax.Array  # int32
-    newtons: jax.Array  # int32
 
 
 def _decreasing(solve, init, l1, l2, n):
@@ -203,7 +202,7 @@ def gram_path(
         slots, v_prev, gv_prev, strength = carry
         a, b = ab
         guess = _along_the_path(slots.v, slots.gv, v_prev, gv_prev, strength, a + b)
-        new, e, nn, gap = coordinate_descent(
+        new, e, gap = coordinate_descent(
             slots, data, a, b, tol, gap_tol, max_iter, at_least_one=False, guess=guess
         )
         # A NaN strength or NaN data: NaN coefficients, and no new warm start.
@@ -212,10 +211,10 @@ def gram_path(
         kept = slots._replace(v=jnp.where(bad, slots.v, new.v), gv=jnp.where(bad, slots.gv, new.gv))
         prev = jnp.where(bad, v_prev, slots.v), jnp.where(bad, gv_prev, slots.gv)
         strength = jnp.where(bad, strength, jnp.stack([strength[1], a + b]))
-        return (kept, *prev, strength), (w, e, gap, jnp.zeros_like(e), nn)
+        return (kept, *prev, strength), (w, e, gap)
 
     init = (everything, zeros, zeros, jnp.full((2,), jnp.nan, dtype))  # NaN: no secant yet
-    W, n_iter, gap, rounds, newtons = _decreasing(solve, init, l1, l2, jnp.asarray(n, dtype))
+    W, n_iter, gap = _decreasing(solve, init, l1, l2, jnp.asarray(n, dtype))
     return W.T, n_iter, gap
 
 
@@ -242,7 +241,7 @@ def working_set_path(
         # Once the support has outgrown the slots, every smaller strength goes to FISTA.
         done = below(gap, gap_tol, tol) | ~jnp.isfinite(gap) | overflow
         zero = jnp.zeros((), jnp.int32)
-        start = _Round(slots, r, c, gap, w, xta, dual_norm, zero, done, zero, zero)
+        start = _Round(slots, r, c, gap, w, xta, dual_norm, zero, done, zero)
         v_now = slots.v
 
         def round_(s: _Round) -> _Round:
@@ -253,7 +252,7 @@ def working_set_path(
             v_old = jnp.where(same, v_prev, slots.v)
             v_guess, _ = _along_the_path(slots.v, None, v_old, None, strength, a + b)
             v_guess = jnp.where((s.rounds == 0) & slots.member, v_guess, slots.v)
-            slots, e, nn, _ = coordinate_descent(
+            slots, e, _ = coordinate_descent(
                 slots, data, a, b, tol, gap_tol, max_iter - s.epochs, guess=(v_guess, None)
             )
             r = data.y - slots.v @ slots.rows
@@ -271,7 +270,6 @@ def working_set_path(
                 s.epochs + e,
                 done,
                 s.rounds + 1,
-                s.newtons + nn,
             )
 
         def progress(s: _Round) -> jax.Array:
@@ -314,7 +312,7 @@ def working_set_path(
             overflow & ~bad,
             jnp.where(bad, w_full, s.w),
         )
-        return (*new, *prev), (w, s.epochs, s.gap, s.rounds, s.newtons)
+        return (*new, *prev), (w, s.epochs, s.gap)
 
     zeros = jnp.zeros((K,), dtype)
     empty = Slots(
@@ -336,5 +334,5 @@ def working_set_path(
         jnp.zeros((), bool),
         jnp.zeros((p,), dtype),
     )
-    W, n_iter, gap, rounds, newtons = _decreasing(solve, init, l1, l2, jnp.asarray(n, dtype))
+    W, n_iter, gap = _decreasing(solve, init, l1, l2, jnp.asarray(n, dtype))
     return W.T, n_iter, gap
