@@ -32,7 +32,7 @@ import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
 from jaxreg import _numerics
-from jaxreg._entropy_terms import rel_entr, rel_entr_log, rel_entr_log_log, safe_xlogy
+from jaxreg._entropy_terms import rel_entr, rel_entr_log, rel_entr_log_log, safe_xlogy, xlogx
 
 __all__ = [
     "cross_entropy",
@@ -363,7 +363,7 @@ def entropy(p: ArrayLike, axis: Axis = -1, *, base: ArrayLike | None = None) -> 
       1.0
     """
     work, dtype, axes, _ = _prepare(p, "p", axis, None)
-    return _in_base(0.0 - jnp.sum(safe_xlogy(work, work), axis=axes), base).astype(dtype)
+    return _in_base(0.0 - jnp.sum(xlogx(work), axis=axes), base).astype(dtype)
 
 
 @_numerics.compiled("axis", check=_check_base)
