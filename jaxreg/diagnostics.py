@@ -37,7 +37,8 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxreg import _numerics
-from jaxreg.information import entropy, entropy_from_logits, xlogy
+from jaxreg._entropy_terms import xlogx
+from jaxreg.information import entropy, entropy_from_logits
 
 __all__ = [
     "activation_entropy",
@@ -87,7 +88,7 @@ def _magnitude_entropy(x: jax.Array, axis: Any) -> jax.Array:
     total = jnp.sum(a, axis=axis, keepdims=True)
     zero, total_safe = _numerics.nonzero_or_one(total)
     p = a / total_safe
-    h = 0.0 - jnp.sum(xlogy(p, p), axis=axis, keepdims=True)
+    h = 0.0 - jnp.sum(xlogx(p), axis=axis, keepdims=True)
     return jnp.squeeze(jnp.where(zero, jnp.zeros_like(h), h), axis=axis)
 
 

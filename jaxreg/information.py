@@ -346,7 +346,9 @@ def entropy(p: ArrayLike, axis: Axis = -1, *, base: ArrayLike | None = None) -> 
     .. math::
         H(p) = -\sum_i p_i \log p_i, \qquad 0 \log 0 = 0
 
-    ``p`` is used as given (not renormalised). The gradient at ``p_i = 0`` is 0.
+    ``p`` is used as given (not renormalised). The gradient at ``p_i = 0`` is 0; a
+    negative or NaN ``p_i`` gives NaN. A subnormal ``p_i`` (kept on GPU, zero on CPU)
+    counts as the smallest normal number inside the log, an absolute error below it.
     For logits, :func:`entropy_from_logits` is more accurate.
 
     Args:
