@@ -39,14 +39,18 @@ def xlogx(p: jax.Array) -> jax.Array:
     return p * jnp.maximum(jnp.log(p), log_tiny)
 
 
+def _d_xlogx(p: jax.Array) -> jax.Array:
+    """``∂(p·log p) = log p + 1`` where ``p > 0``; 0 at ``p = 0`` (the convention) and
+    outside the domain (negative or NaN ``p``, where the value is NaN): the double where."""
+    positive = p > 0
+    log_p = jnp.log(jnp.where(positive, p, jnp.ones_like(p)))
+    return jnp.where(positive, log_p + 1.0, jnp.zeros_like(p))
+
+
 @xlogx.defjvp
 def _xlogx_jvp(primals, tangents):
     (p,), (p_dot,) = primals, tangents
-    # ∂(p·log p) = log p + 1 where p > 0; 0 at p = 0 (the convention), and 0 outside the
-    # domain (negative or NaN p, where the value is NaN).
-    positive = p > 0
-    d_p = jnp.where(positive, jnp.log(jnp.where(positive, p, jnp.ones_like(p))) + 1.0, 0.0)
-    return xlogx(p), p_dot * d_p.astype(p.dtype)
+    return xlogx(p), p_dot * _d_xlogx(p)
 
 
 @jax.custom_jvp
@@ -97,17 +101,14 @@ def _rel_entr_jvp(primals, tangents):
     p, q = primals
     p_dot, q_dot = tangents
     out = rel_entr(p, q)
-    p_pos, q_pos = p > 0, q > 0
+    q_pos = q > 0
     q_safe = jnp.where(q_pos, q, jnp.ones_like(q))
     terms = []
     # ∂p = (log p + 1)·[p > 0] - log q·[q > 0];  ∂q = -(p / q)·[q > 0]. Only the
     # derivatives that are asked for are computed (symbolic zeros): the gradient in q
     # alone needs no logarithm.
     if not _numerics.is_symbolic_zero(p_dot):
-        p_safe = jnp.where(p_pos, p, jnp.ones_like(p))
-        d_p = jnp.where(p_pos, jnp.log(p_safe) + 1.0, jnp.zeros_like(p)) - jnp.where(
-            q_pos, jnp.log(q_safe), jnp.zeros_like(q)
-        )
+        d_p = _d_xlogx(p) - jnp.where(q_pos, jnp.log(q_safe), jnp.zeros_like(q))
         terms.append(p_dot * d_p)
     if not _numerics.is_symbolic_zero(q_dot):
         terms.append(q_dot * jnp.where(q_pos, -p / q_safe, jnp.zeros_like(q)))
@@ -140,11 +141,8 @@ def _rel_entr_log_jvp(primals, tangents):
     # ∂p = (log p + 1)·[p > 0] - log_q·[log_q > -inf] (at p = 0: -log q, the derivative of
     # -p·log q, as kl_divergence); ∂log_q = -p.
     if not _numerics.is_symbolic_zero(p_dot):
-        p_pos = p > 0
         finite = log_q > -jnp.inf
-        d_p = jnp.where(
-            p_pos, jnp.log(jnp.where(p_pos, p, jnp.ones_like(p))) + 1.0, jnp.zeros_like(p)
-        ) - jnp.where(finite, log_q, jnp.zeros_like(log_q))
+        d_p = _d_xlogx(p) - jnp.where(finite, log_q, jnp.zeros_like(log_q))
         terms.append(p_dot * d_p)
     if not _numerics.is_symbolic_zero(log_q_dot):
         terms.append(-(log_q_dot * p))
